@@ -1,0 +1,127 @@
+/**
+ * The model registry: configured models plus GGUF files discovered under `models_dir`, each with
+ * the metadata read from its header. Ids are catalogue keys, never paths, so a client can only name
+ * what the operator put here.
+ */
+import { basename, dirname } from "node:path";
+import type { Config, ModelConfig } from "../config/schema.js";
+import { resolveFrom } from "../config/paths.js";
+import { discoverGgufFiles } from "./discover.js";
+import { type GgufSummary, readGgufSummary } from "./gguf/metadata.js";
+
+export type ModelSource = "config" | "discovered" | "demo";
+export type ParameterValue = string | number | boolean | null;
+
+export interface ModelEntry {
+  id: string;
+  aliases: string[];
+  source: ModelSource;
+  path: string;
+  /** The name sent to the backend in the `model` field. */
+  upstreamModel: string;
+  /** "embedded" or a key of `llama-runtimes`. */
+  runtime: string;
+  parameters: Record<string, ParameterValue>;
+  /** Unix seconds: the file's modification time. */
+  created: number;
+  gguf: GgufSummary | undefined;
+  /** Why this model cannot be served (unreadable or not a GGUF file). */
+  error: string | undefined;
+}
+
+export interface CatalogInput {
+  config: Config;
+  /** Folder of the config file: relative paths in it resolve from here. */
+  configDir: string;
+  /** Extra entries the caller adds (the demo model). */
+  extra?: Array<{ id: string; path: string; source: ModelSource }>;
+}
+
+export class Catalog {
+  private readonly byName = new Map<string, ModelEntry>();
+
+  private constructor(readonly entries: readonly ModelEntry[]) {
+    for (const entry of entries) {
+      for (const name of [entry.id, ...entry.aliases]) {
+        if (!this.byName.has(name)) this.byName.set(name, entry);
+      }
+    }
+  }
+
+  static async build({ config, configDir, extra = [] }: CatalogInput): Promise<Catalog> {
+    const configured = await Promise.all(
+      Object.entries(config.models).map(([id, model]) =>
+        describe(id, resolveFrom(configDir, model.model_path), "config", config.default_runtime, model),
+      ),
+    );
+    const known = new Set(configured.map((e) => e.path));
+    const ids = new Set(configured.flatMap((e) => [e.id, ...e.aliases]));
+    const discovered: Array<Promise<ModelEntry>> = [];
+    for (const path of await discoverGgufFiles(resolveFrom(configDir, config.models_dir))) {
+      if (known.has(path)) continue;
+      const id = uniqueId(basename(path, ".gguf"), basename(dirname(path)), ids);
+      ids.add(id);
+      discovered.push(describe(id, path, "discovered", config.default_runtime));
+    }
+    const extras = extra.map((e) => describe(e.id, e.path, e.source, "embedded"));
+    return new Catalog([...configured, ...(await Promise.all([...discovered, ...extras]))]);
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * Finds a model by id or alias. Ollama-style `name:latest` and different letter case are
+   * accepted too, since clients add the tag or change case on their own.
+   */
+  resolve(name: string): ModelEntry | undefined {
+    const exact = this.byName.get(name);
+    if (exact) return exact;
+    const untagged = name.endsWith(":latest") ? name.slice(0, -":latest".length) : name;
+    const lower = untagged.toLowerCase();
+    for (const [key, entry] of this.byName) {
+      if (key === untagged || key.toLowerCase() === lower) return entry;
+    }
+    return undefined;
+  }
+}
+
+async function describe(
+  id: string,
+  path: string,
+  source: ModelSource,
+  defaultRuntime: string,
+  model?: ModelConfig,
+): Promise<ModelEntry> {
+  const entry: ModelEntry = {
+    id,
+    aliases: model?.aliases ?? [],
+    source,
+    path,
+    upstreamModel: model?.model_id ?? id,
+    runtime: model?.runtime ?? defaultRuntime,
+    parameters: model?.parameters ?? {},
+    created: 0,
+    gguf: undefined,
+    error: undefined,
+  };
+  try {
+    entry.gguf = await readGgufSummary(path);
+    entry.created = Math.floor(entry.gguf.modifiedMs / 1000);
+  } catch (error) {
+    // The reason is shown to clients, so it names the file, never its folder.
+    entry.error =
+      (error as NodeJS.ErrnoException).code === "ENOENT"
+        ? `model file ${basename(path)} not found`
+        : `${basename(path)} is not a readable GGUF file: ${(error as Error).message.replaceAll(path, basename(path))}`;
+  }
+  return entry;
+}
+
+function uniqueId(name: string, parent: string, taken: Set<string>): string {
+  if (!taken.has(name)) return name;
+  const qualified = `${parent}-${name}`;
+  if (!taken.has(qualified)) return qualified;
+  for (let i = 2; ; i++) if (!taken.has(`${qualified}-${i}`)) return `${qualified}-${i}`;
+}

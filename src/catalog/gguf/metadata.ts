@@ -1,0 +1,95 @@
+/**
+ * What the gateway needs to know about a GGUF file, read from its header only. Parsing is Hugging
+ * Face's `@huggingface/gguf` (well kept, header-only, ~11 MB of RSS where importing node-llama-cpp in
+ * the gateway would cost ~37 MB); this module turns its metadata into one summary and caches it by
+ * path + size + mtime.
+ */
+import { stat } from "node:fs/promises";
+import { GGMLFileQuantizationType, gguf } from "@huggingface/gguf";
+
+export interface GgufSummary {
+  architecture: string;
+  name: string | undefined;
+  basename: string | undefined;
+  contextLength: number | undefined;
+  embeddingLength: number | undefined;
+  blockCount: number | undefined;
+  headCount: number | undefined;
+  headCountKv: number | undefined;
+  parameterCount: number;
+  /** e.g. "Q4_K_M", "F16". */
+  quantization: string;
+  fileType: number | undefined;
+  sizeBytes: number;
+  modifiedMs: number;
+  chatTemplate: string | undefined;
+  /** Architectures that only embed, or a model that declares a pooling type. */
+  isEmbedding: boolean;
+  poolingType: number | undefined;
+  license: string | undefined;
+  /** Flat `key: value` metadata without the tokenizer's big arrays (Ollama's `model_info`). */
+  flat: Record<string, string | number | boolean>;
+}
+
+const EMBEDDING_ARCHITECTURES = new Set(["bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert", "neo-bert"]);
+
+const cache = new Map<string, { key: string; summary: GgufSummary }>();
+
+export async function readGgufSummary(path: string): Promise<GgufSummary> {
+  const info = await stat(path);
+  const key = `${info.size}:${info.mtimeMs}`;
+  const hit = cache.get(path);
+  if (hit && hit.key === key) return hit.summary;
+  const summary = await parse(path, info.size, info.mtimeMs);
+  cache.set(path, { key, summary });
+  return summary;
+}
+
+async function parse(path: string, sizeBytes: number, modifiedMs: number): Promise<GgufSummary> {
+  const parsed = await gguf(path, { allowLocalFile: true, computeParametersCount: true });
+  const meta = parsed.metadata as unknown as Record<string, unknown>;
+  const architecture = String(meta["general.architecture"] ?? "unknown");
+  const archKey = (key: string) => toNumber(meta[`${architecture}.${key}`]);
+  const fileType = toNumber(meta["general.file_type"]);
+  const poolingType = archKey("pooling_type");
+  return {
+    architecture,
+    name: optionalString(meta["general.name"]),
+    basename: optionalString(meta["general.basename"]),
+    contextLength: archKey("context_length"),
+    embeddingLength: archKey("embedding_length"),
+    blockCount: archKey("block_count"),
+    headCount: archKey("attention.head_count"),
+    headCountKv: archKey("attention.head_count_kv"),
+    parameterCount: toNumber(meta["general.parameter_count"]) ?? parsed.parameterCount,
+    quantization: quantizationName(fileType),
+    fileType,
+    sizeBytes,
+    modifiedMs,
+    chatTemplate: optionalString(meta["tokenizer.chat_template"]),
+    isEmbedding: EMBEDDING_ARCHITECTURES.has(architecture) || (poolingType !== undefined && poolingType > 0),
+    poolingType,
+    license: optionalString(meta["general.license"]),
+    flat: scalarsOnly(meta),
+  };
+}
+
+export function quantizationName(fileType: number | undefined): string {
+  if (fileType === undefined) return "unknown";
+  return GGMLFileQuantizationType[fileType] ?? `type-${fileType}`;
+}
+
+/** Drops the tokenizer's arrays and other lists; what remains is small and JSON-safe. */
+function scalarsOnly(meta: Record<string, unknown>): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const [key, value] of Object.entries(meta)) {
+    if (typeof value === "bigint") out[key] = Number(value);
+    else if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") out[key] = value;
+  }
+  return out;
+}
+
+const toNumber = (value: unknown): number | undefined =>
+  typeof value === "number" ? value : typeof value === "bigint" ? Number(value) : undefined;
+
+const optionalString = (value: unknown): string | undefined => (typeof value === "string" && value.length > 0 ? value : undefined);

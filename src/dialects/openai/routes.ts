@@ -1,0 +1,51 @@
+/** The OpenAI API (`/v1/...`), served on both listeners. Bodies are validated, then relayed as they are. */
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { Catalog, ModelEntry } from "../../catalog/catalog.js";
+import { modelNotFound } from "../../errors/index.js";
+import { abortOnClientClose } from "../../gateway/client-abort.js";
+import { parseBody } from "../../gateway/errors.js";
+import type { Endpoint, InferenceService } from "../../gateway/inference.js";
+import { relay } from "../../gateway/relay.js";
+import type { ModelManager } from "../../lifecycle/model-manager.js";
+import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema } from "../../protocol/openai.js";
+import { openAIStreamError } from "./errors.js";
+
+export interface OpenAIRoutesOptions {
+  catalog: Catalog;
+  manager: ModelManager;
+  inference: InferenceService;
+}
+
+export function modelObject(entry: ModelEntry, manager: ModelManager) {
+  return {
+    id: entry.id,
+    object: "model" as const,
+    created: entry.created,
+    owned_by: "llama-runner",
+    status: manager.status(entry.id).state,
+  };
+}
+
+export async function openAIRoutes(app: FastifyInstance, { catalog, manager, inference }: OpenAIRoutesOptions): Promise<void> {
+  app.get("/v1/models", async () => ({
+    object: "list",
+    data: catalog.entries.map((entry) => modelObject(entry, manager)),
+  }));
+
+  app.get<{ Params: { id: string } }>("/v1/models/:id", async (request) => {
+    const entry = catalog.resolve(request.params.id);
+    if (!entry) throw modelNotFound(request.params.id);
+    return modelObject(entry, manager);
+  });
+
+  const forward = async (endpoint: Endpoint, body: { model: string } & Record<string, unknown>, reply: FastifyReply) => {
+    const signal = abortOnClientClose(reply.raw);
+    const exchange = await inference.send(endpoint, body, signal);
+    reply.hijack();
+    await relay(reply.raw, exchange, { streamError: openAIStreamError });
+  };
+
+  app.post("/v1/chat/completions", (request, reply) => forward("chat", parseBody(chatCompletionRequestSchema, request.body), reply));
+  app.post("/v1/completions", (request, reply) => forward("completions", parseBody(completionRequestSchema, request.body), reply));
+  app.post("/v1/embeddings", (request, reply) => forward("embeddings", parseBody(embeddingRequestSchema, request.body), reply));
+}

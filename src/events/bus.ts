@@ -1,0 +1,49 @@
+/**
+ * The one in-process event bus. Lifecycle transitions and finished work are published here; logs,
+ * metrics, webhooks and the WebSocket API subscribe instead of being called from the code that acts.
+ */
+import { EventEmitter } from "node:events";
+
+export type StopReason = "ttl" | "evicted" | "requested" | "crashed" | "shutdown";
+
+export interface GatewayEvents {
+  "model.loading": { model_id: string };
+  "model.started": { model_id: string; port: number; load_ms: number };
+  "model.stopped": { model_id: string; reason: StopReason };
+  "model.error": { model_id: string; error: string };
+}
+
+export type EventName = keyof GatewayEvents;
+
+export interface EventEnvelope<K extends EventName = EventName> {
+  event: K;
+  timestamp: string;
+  data: GatewayEvents[K];
+}
+
+export class EventBus {
+  private readonly emitter = new EventEmitter({ captureRejections: false });
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  publish<K extends EventName>(event: K, data: GatewayEvents[K]): void {
+    const envelope: EventEnvelope<K> = { event, timestamp: new Date().toISOString(), data };
+    this.emitter.emit(event, envelope);
+    this.emitter.emit("*", envelope);
+  }
+
+  subscribe<K extends EventName>(event: K | "*", listener: (envelope: EventEnvelope<K>) => void): () => void {
+    const wrapped = (envelope: EventEnvelope<K>) => {
+      // A subscriber's bug must never break the code that published the event.
+      try {
+        listener(envelope);
+      } catch {
+        /* ignored on purpose */
+      }
+    };
+    this.emitter.on(event, wrapped);
+    return () => this.emitter.off(event, wrapped);
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * One Fastify instance per listener (LM Studio's 1234, Ollama's 11434). Both mount the OpenAI
+ * dialect; each dialect is an encapsulated plugin with its own routes.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
+import type { Logger } from "pino";
+import type { Catalog } from "../catalog/catalog.js";
+import type { ListenerName } from "../config/schema.js";
+import { openAIError } from "../dialects/openai/errors.js";
+import { openAIRoutes } from "../dialects/openai/routes.js";
+import { GatewayError } from "../errors/index.js";
+import type { ModelManager } from "../lifecycle/model-manager.js";
+import { toGatewayError } from "./errors.js";
+import type { InferenceService } from "./inference.js";
+
+export interface GatewayDeps {
+  catalog: Catalog;
+  manager: ModelManager;
+  inference: InferenceService;
+  logger: Logger;
+  version: string;
+  startedAt: number;
+}
+
+const JSON_BODY_LIMIT = 16 * 1024 * 1024;
+
+export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ listener: name }) as FastifyBaseLogger,
+    // Per-request log lines cost more than proxying a small request; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: JSON_BODY_LIMIT,
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  });
+
+  // curl -d sends form encoding by default and some clients send no content type at all: treat any
+  // body as JSON, as Ollama and LM Studio do.
+  app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
+    const text = String(body);
+    if (text.trim() === "") return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new GatewayError("invalid_request", "Request body is not valid JSON"), undefined);
+    }
+  });
+
+  app.setErrorHandler((thrown, request, reply) => {
+    if (reply.raw.destroyed || reply.sent) return;
+    const error = toGatewayError(thrown);
+    if (error.statusCode >= 500) request.log.error({ err: thrown, url: request.url }, error.message);
+    if (error.retryAfter !== undefined) void reply.header("retry-after", String(error.retryAfter));
+    void reply.code(error.statusCode).send(openAIError(error));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = new GatewayError("invalid_request", `Unknown route: ${request.method} ${request.url.split("?")[0]}`);
+    void reply.code(404).send({ error: { ...openAIError(error).error, code: "not_found" } });
+  });
+
+  app.get("/health", async () => ({
+    status: "healthy",
+    timestamp: new Date().toISOString(),
+    version: deps.version,
+    uptime: Math.floor((Date.now() - deps.startedAt) / 1000),
+  }));
+
+  void app.register(openAIRoutes, deps);
+  return app;
+}

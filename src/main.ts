@@ -1,0 +1,91 @@
+/**
+ * Wiring only: config → catalog → lifecycle → gateway. `buildApp` builds everything without
+ * listening, so tests and the CLI share one assembly.
+ */
+import { dirname, join } from "node:path";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { Catalog } from "./catalog/catalog.js";
+import { ensureTinyLlamaGguf } from "./catalog/demo/tiny-llama.js";
+import { loadConfig } from "./config/load.js";
+import type { Config, ListenerName } from "./config/schema.js";
+import { EventBus } from "./events/bus.js";
+import { InferenceService } from "./gateway/inference.js";
+import { buildListener } from "./gateway/server.js";
+import { ModelManager } from "./lifecycle/model-manager.js";
+import { createLogger } from "./logger.js";
+import { UpstreamClient } from "./upstream/client.js";
+import { VERSION } from "./version.js";
+
+export const DEMO_MODEL_ID = "llama-runner-demo";
+
+export interface AppOptions {
+  configFile: string;
+  home: string;
+  logger?: Logger;
+}
+
+export interface App {
+  config: Config;
+  catalog: Catalog;
+  manager: ModelManager;
+  bus: EventBus;
+  listeners: Map<ListenerName, FastifyInstance>;
+  /** Starts every enabled listener; returns the address each one bound. */
+  listen(): Promise<Map<ListenerName, { host: string; port: number }>>;
+  /** Closes the listeners and stops every backend process. */
+  close(): Promise<void>;
+}
+
+export async function buildApp({ configFile, home, logger = createLogger() }: AppOptions): Promise<App> {
+  const loaded = await loadConfig(configFile);
+  if (loaded.created) logger.info({ file: configFile }, "created a default config");
+  for (const warning of loaded.warnings) logger.warn({ file: configFile }, warning);
+  const { config } = loaded;
+
+  const configDir = dirname(configFile);
+  let catalog = await Catalog.build({ config, configDir });
+  if (catalog.size === 0 && config.demo_model) {
+    const path = await ensureTinyLlamaGguf(join(home, "demo"), { name: "llama-runner demo (random weights)" });
+    catalog = await Catalog.build({ config, configDir, extra: [{ id: DEMO_MODEL_ID, path, source: "demo" }] });
+    logger.warn(
+      `no models configured or found in models_dir: serving '${DEMO_MODEL_ID}', a tiny model with RANDOM weights ` +
+        `(it answers gibberish; it is there to try the API). Add models to ${configFile}.`,
+    );
+  }
+  for (const entry of catalog.entries.filter((e) => e.error)) logger.error({ model: entry.id }, entry.error);
+
+  const bus = new EventBus();
+  const manager = new ModelManager({ config, bus, logger });
+  const upstream = new UpstreamClient();
+  const inference = new InferenceService(catalog, manager, upstream);
+  const deps = { catalog, manager, inference, logger, version: VERSION, startedAt: Date.now() };
+
+  const listeners = new Map<ListenerName, FastifyInstance>();
+  for (const name of ["lmstudio", "ollama"] as const) {
+    if (config.proxies[name].enabled) listeners.set(name, buildListener(name, deps));
+  }
+
+  return {
+    config,
+    catalog,
+    manager,
+    bus,
+    listeners,
+    async listen() {
+      const bound = new Map<ListenerName, { host: string; port: number }>();
+      for (const [name, app] of listeners) {
+        const { host, port } = config.proxies[name];
+        await app.listen({ host, port });
+        const address = app.server.address();
+        bound.set(name, { host, port: typeof address === "object" && address ? address.port : port });
+      }
+      return bound;
+    },
+    async close() {
+      await Promise.all([...listeners.values()].map((app) => app.close()));
+      await manager.close();
+      await upstream.close();
+    },
+  };
+}

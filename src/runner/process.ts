@@ -1,0 +1,94 @@
+/**
+ * One backend process: spawned in its own process group so a stop reaches everything it started,
+ * its output kept in a ring buffer, its exit observed. The only importer of node:child_process.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { LogRing } from "./log-ring.js";
+
+export interface SpawnSpec {
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export class BackendProcess {
+  readonly logs = new LogRing();
+  readonly exited: Promise<ExitInfo>;
+  private exitInfo: ExitInfo | undefined;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.stdout?.setEncoding("utf8").on("data", (d: string) => this.logs.push(d));
+    child.stderr?.setEncoding("utf8").on("data", (d: string) => this.logs.push(d));
+    // A write to a dead child's stdin must not crash the gateway.
+    child.stdin?.on("error", () => {});
+    this.exited = new Promise((resolve) => {
+      const done = (info: ExitInfo) => {
+        if (this.exitInfo) return;
+        this.logs.flush();
+        this.exitInfo = info;
+        resolve(info);
+      };
+      child.once("exit", (code, signal) => done({ code, signal }));
+      child.once("error", (error) => {
+        this.logs.push(`failed to start: ${error.message}\n`);
+        done({ code: null, signal: null });
+      });
+    });
+  }
+
+  /**
+   * stdin stays an open pipe: backends that watch it (the embedded runner) exit by themselves when
+   * the gateway dies, even by SIGKILL, so no orphan is left behind.
+   */
+  static spawn(spec: SpawnSpec): BackendProcess {
+    const child = spawn(spec.command, spec.args, {
+      cwd: spec.cwd,
+      env: spec.env ?? process.env,
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    return new BackendProcess(child);
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get hasExited(): boolean {
+    return this.exitInfo !== undefined;
+  }
+
+  /** SIGTERM to the whole group, SIGKILL after the grace period. Resolves once the process is gone. */
+  async stop(graceMs: number): Promise<ExitInfo> {
+    if (this.exitInfo) return this.exitInfo;
+    this.signalGroup("SIGTERM");
+    const timer = setTimeout(() => this.signalGroup("SIGKILL"), graceMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+      // Grandchildren that ignored SIGTERM must not outlive their leader.
+      this.signalGroup("SIGKILL");
+    }
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // The group is already gone.
+    }
+  }
+}
+
+export function describeExit(info: ExitInfo): string {
+  return info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`;
+}

@@ -1,0 +1,41 @@
+/**
+ * The one HTTP client to all backends: a shared undici Agent keeps a keep-alive pool per backend
+ * origin, so no request pays for a new connection and backpressure flows end to end.
+ */
+import { Agent, type Dispatcher } from "undici";
+
+export interface UpstreamRequest {
+  baseUrl: string;
+  path: string;
+  method?: "GET" | "POST";
+  body?: string;
+  signal?: AbortSignal;
+}
+
+export type UpstreamResponse = Dispatcher.ResponseData;
+
+export class UpstreamClient {
+  private readonly agent = new Agent({
+    keepAliveTimeout: 30_000,
+    connections: 256,
+    // Generation can be slow before its first byte (a long prompt on a CPU); the gateway's own
+    // abort handling, not a timer, ends requests that the client gave up on.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+
+  request({ baseUrl, path, method = "POST", body, signal }: UpstreamRequest): Promise<UpstreamResponse> {
+    return this.agent.request({
+      origin: baseUrl,
+      path,
+      method,
+      body,
+      signal,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+    });
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
