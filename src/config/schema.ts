@@ -59,6 +59,16 @@ export const configSchema = z.strictObject({
     .default({ load_timeout_s: 120, stop_grace_s: 5 }),
   /** Create and serve a tiny random-weight demo model when no model is configured or discovered. */
   demo_model: z.boolean().default(true),
+}).superRefine((config, ctx) => {
+  // A typo in a runtime name should stop start-up, not surface as a failed load hours later.
+  const known = ["embedded", ...Object.keys(config["llama-runtimes"])];
+  const check = (runtime: string, path: PropertyKey[]) => {
+    if (!known.includes(runtime)) {
+      ctx.addIssue({ code: "custom", path, message: `unknown runtime '${runtime}' (expected one of: ${known.join(", ")})` });
+    }
+  };
+  check(config.default_runtime, ["default_runtime"]);
+  for (const [name, model] of Object.entries(config.models)) if (model.runtime) check(model.runtime, ["models", name, "runtime"]);
 });
 
 export type Config = z.infer<typeof configSchema>;

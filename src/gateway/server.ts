@@ -34,8 +34,9 @@ export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyIns
     return503OnClosing: true,
   });
 
-  // curl -d sends form encoding by default and some clients send no content type at all: treat any
-  // body as JSON, as Ollama and LM Studio do.
+  // curl -d sends form encoding, fetch() with a string sends text/plain and some clients send no
+  // content type at all: treat any body as JSON, as Ollama and LM Studio do.
+  app.removeContentTypeParser("text/plain");
   app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
     const text = String(body);
     if (text.trim() === "") return done(null, undefined);

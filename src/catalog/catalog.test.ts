@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { configSchema } from "../config/schema.js";
+import { tinyModelPath } from "../test-support/models.js";
+import { Catalog } from "./catalog.js";
+import { readGgufSummary } from "./gguf/metadata.js";
+
+let dir: string;
+let model: string;
+let embedder: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lr-catalog-"));
+  model = await tinyModelPath();
+  embedder = await tinyModelPath({ poolingType: 1, seed: 7 });
+  await mkdir(join(dir, "models", "family"), { recursive: true });
+  await copyFile(model, join(dir, "models", "family", "Tiny-Chat.gguf"));
+  await copyFile(embedder, join(dir, "models", "tiny-embed.gguf"));
+  await writeFile(join(dir, "models", "broken.gguf"), "this is not a gguf file at all");
+  await writeFile(join(dir, "models", "notes.txt"), "ignored");
+  await writeFile(join(dir, "models", "x-mmproj-f16.gguf"), "projector, not a model");
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+test("GGUF metadata comes from the header", async () => {
+  const summary = await readGgufSummary(model);
+  assert.equal(summary.architecture, "llama");
+  assert.equal(summary.contextLength, 2048);
+  assert.equal(summary.embeddingLength, 64);
+  assert.equal(summary.blockCount, 2);
+  assert.equal(summary.quantization, "F16");
+  assert.ok(summary.parameterCount > 100_000 && summary.parameterCount < 200_000, `parameters: ${summary.parameterCount}`);
+  assert.match(summary.chatTemplate ?? "", /im_start/);
+  assert.equal(summary.isEmbedding, false);
+  assert.ok(summary.sizeBytes > 0);
+  assert.equal(summary.flat["general.architecture"], "llama");
+  assert.equal(Object.values(summary.flat).some(Array.isArray), false, "no tokenizer arrays in the flat view");
+  const pooled = await readGgufSummary(embedder);
+  assert.equal(pooled.isEmbedding, true);
+  assert.equal(pooled.poolingType, 1);
+});
+
+test("configured and discovered models, a corrupt file reported, never thrown", async () => {
+  const config = configSchema.parse({
+    models: { chat: { model_path: join(dir, "models", "family", "Tiny-Chat.gguf"), aliases: ["my-chat"], model_id: "upstream-name" } },
+  });
+  const catalog = await Catalog.build({ config, configDir: dir });
+  const ids = catalog.entries.map((e) => e.id).sort();
+  assert.deepEqual(ids, ["broken", "chat", "tiny-embed"], "configured path is not listed twice; txt and mmproj files skipped");
+  const broken = catalog.resolve("broken");
+  assert.match(broken?.error ?? "", /broken\.gguf is not a readable GGUF file/);
+  assert.ok(!broken?.error?.includes(dir), "errors name the file, never its folder");
+  const chat = catalog.resolve("chat");
+  assert.equal(chat?.upstreamModel, "upstream-name");
+  assert.equal(chat?.source, "config");
+  assert.ok((chat?.created ?? 0) > 1_600_000_000);
+  assert.equal(catalog.resolve("tiny-embed")?.gguf?.isEmbedding, true);
+});
+
+test("lookup by id, alias, name:latest and any letter case", async () => {
+  const config = configSchema.parse({ models: { "Chat-Model": { model_path: model, aliases: ["friend"] } }, models_dir: join(dir, "none") });
+  const catalog = await Catalog.build({ config, configDir: dir });
+  for (const name of ["Chat-Model", "friend", "Chat-Model:latest", "chat-model", "FRIEND:latest"]) {
+    assert.equal(catalog.resolve(name)?.id, "Chat-Model", name);
+  }
+  assert.equal(catalog.resolve("other"), undefined);
+  assert.equal(catalog.resolve("Chat-Model:7b"), undefined);
+});
+
+test("a configured model whose file is missing is an error entry", async () => {
+  const config = configSchema.parse({ models: { gone: { model_path: "nowhere/gone.gguf" } }, models_dir: join(dir, "none") });
+  const catalog = await Catalog.build({ config, configDir: dir });
+  assert.equal(catalog.resolve("gone")?.error, "model file gone.gguf not found");
+});
