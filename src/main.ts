@@ -12,7 +12,7 @@ import type { Config, ListenerName } from "./config/schema.js";
 import { EventBus } from "./events/bus.js";
 import { InferenceService } from "./gateway/inference.js";
 import { buildListener } from "./gateway/server.js";
-import { ModelManager } from "./lifecycle/model-manager.js";
+import { Lifecycle } from "./lifecycle/lifecycle.js";
 import { createLogger } from "./logger.js";
 import { UpstreamClient } from "./upstream/client.js";
 import { VERSION } from "./version.js";
@@ -28,7 +28,7 @@ export interface AppOptions {
 export interface App {
   config: Config;
   catalog: Catalog;
-  manager: ModelManager;
+  lifecycle: Lifecycle;
   bus: EventBus;
   listeners: Map<ListenerName, FastifyInstance>;
   /** Starts every enabled listener; returns the address each one bound. */
@@ -56,10 +56,10 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
   for (const entry of catalog.entries.filter((e) => e.error)) logger.error({ model: entry.id }, entry.error);
 
   const bus = new EventBus();
-  const manager = new ModelManager({ config, bus, logger });
+  const lifecycle = new Lifecycle({ config, catalog, bus, logger });
   const upstream = new UpstreamClient();
-  const inference = new InferenceService(catalog, manager, upstream);
-  const deps = { catalog, manager, inference, logger, version: VERSION, startedAt: Date.now() };
+  const inference = new InferenceService(catalog, lifecycle, upstream);
+  const deps = { catalog, lifecycle, inference, logger, version: VERSION, startedAt: Date.now() };
 
   const listeners = new Map<ListenerName, FastifyInstance>();
   for (const name of ["lmstudio", "ollama"] as const) {
@@ -69,7 +69,7 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
   return {
     config,
     catalog,
-    manager,
+    lifecycle,
     bus,
     listeners,
     async listen() {
@@ -80,11 +80,14 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
         const address = app.server.address();
         bound.set(name, { host, port: typeof address === "object" && address ? address.port : port });
       }
+      for (const entry of catalog.entries.filter((e) => e.preload)) {
+        lifecycle.start(entry).catch((error: unknown) => logger.error({ model: entry.id, err: (error as Error).message }, "preload failed"));
+      }
       return bound;
     },
     async close() {
       await Promise.all([...listeners.values()].map((app) => app.close()));
-      await manager.close();
+      await lifecycle.close();
       await upstream.close();
     },
   };

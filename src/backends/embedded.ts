@@ -2,7 +2,8 @@
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { ModelEntry, ParameterValue } from "../catalog/catalog.js";
-import type { Backend, LaunchPlan } from "./types.js";
+import { requirePath } from "./model-path.js";
+import type { Backend, ProcessPlan } from "./types.js";
 
 const RUNNER_ENTRY = fileURLToPath(new URL("../embedded/main.js", import.meta.url));
 
@@ -22,8 +23,8 @@ export const defaultThreads = (): number => Math.max(1, availableParallelism() -
 
 export const embeddedBackend: Backend = {
   kind: "embedded",
-  plan(entry: ModelEntry, listen): LaunchPlan {
-    const args = [RUNNER_ENTRY, "--model", entry.path, "--host", listen.host, "--port", String(listen.port), "--alias", entry.upstreamModel];
+  plan(entry: ModelEntry, listen): ProcessPlan {
+    const args = [RUNNER_ENTRY, "--model", requirePath(entry, "embedded"), "--host", listen.host, "--port", String(listen.port), "--alias", entry.upstreamModel];
     const ignored: string[] = [];
     const params: Record<string, ParameterValue> = { threads: defaultThreads(), ...entry.parameters };
     for (const [key, value] of Object.entries(params)) {
@@ -31,6 +32,6 @@ export const embeddedBackend: Backend = {
       if (flag && (typeof value === "number" || typeof value === "string")) args.push(flag, String(value));
       else if (!ACCEPTED_WITHOUT_EFFECT.has(key)) ignored.push(key);
     }
-    return { spawn: { command: process.execPath, args }, healthPath: "/health", ignoredParameters: ignored };
+    return { kind: "process", spawn: { command: process.execPath, args }, watchesStdin: true, healthPath: entry.healthPath, ignoredParameters: ignored };
   },
 };

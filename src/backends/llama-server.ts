@@ -4,7 +4,8 @@
  * `false`/`null` → omitted.
  */
 import type { ModelEntry, ParameterValue } from "../catalog/catalog.js";
-import type { Backend, LaunchPlan } from "./types.js";
+import { requirePath } from "./model-path.js";
+import type { Backend, ProcessPlan } from "./types.js";
 
 // The gateway owns these: a user value would point the backend at the wrong model or port.
 const RESERVED = new Set(["model", "m", "host", "port", "alias"]);
@@ -28,14 +29,16 @@ export function parametersToFlags(parameters: Record<string, ParameterValue>): {
 export function llamaServerBackend(binary: string, runtimeParameters: Record<string, ParameterValue>): Backend {
   return {
     kind: "llama-server",
-    plan(entry: ModelEntry, listen): LaunchPlan {
+    plan(entry: ModelEntry, listen): ProcessPlan {
       const { args, ignored } = parametersToFlags({ ...runtimeParameters, ...entry.parameters });
       return {
+        kind: "process",
+        watchesStdin: false,
         spawn: {
           command: binary,
-          args: ["--model", entry.path, "--host", listen.host, "--port", String(listen.port), "--alias", entry.upstreamModel, ...args],
+          args: ["--model", requirePath(entry, "llama-server"), "--host", listen.host, "--port", String(listen.port), "--alias", entry.upstreamModel, ...args],
         },
-        healthPath: "/health",
+        healthPath: entry.healthPath,
         ignoredParameters: ignored,
       };
     },

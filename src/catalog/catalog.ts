@@ -16,12 +16,23 @@ export interface ModelEntry {
   id: string;
   aliases: string[];
   source: ModelSource;
-  path: string;
+  /** The GGUF file; undefined for a `url` model or a `command` that brings its own. */
+  path: string | undefined;
   /** The name sent to the backend in the `model` field. */
   upstreamModel: string;
-  /** "embedded" or a key of `llama-runtimes`. */
+  /** "embedded", "command", "url" or a key of `llama-runtimes`. */
   runtime: string;
   parameters: Record<string, ParameterValue>;
+  command: string | undefined;
+  stopCommand: string | undefined;
+  url: string | undefined;
+  healthPath: string;
+  /** Idle seconds before unloading (0 = never); undefined = the global setting. */
+  ttlSeconds: number | undefined;
+  pinned: boolean;
+  preload: boolean;
+  /** Configured memory need in bytes, overriding the GGUF estimate. */
+  memoryBytes: number | undefined;
   /** Unix seconds: the file's modification time. */
   created: number;
   gguf: GgufSummary | undefined;
@@ -51,7 +62,7 @@ export class Catalog {
   static async build({ config, configDir, extra = [] }: CatalogInput): Promise<Catalog> {
     const configured = await Promise.all(
       Object.entries(config.models).map(([id, model]) =>
-        describe(id, resolveFrom(configDir, model.model_path), "config", config.default_runtime, model),
+        describe(id, model.model_path === undefined ? undefined : resolveFrom(configDir, model.model_path), "config", config.default_runtime, model),
       ),
     );
     const known = new Set(configured.map((e) => e.path));
@@ -89,7 +100,7 @@ export class Catalog {
 
 async function describe(
   id: string,
-  path: string,
+  path: string | undefined,
   source: ModelSource,
   defaultRuntime: string,
   model?: ModelConfig,
@@ -100,12 +111,24 @@ async function describe(
     source,
     path,
     upstreamModel: model?.model_id ?? id,
-    runtime: model?.runtime ?? defaultRuntime,
+    runtime: model?.runtime ?? (model?.url ? "url" : model?.command ? "command" : defaultRuntime),
     parameters: model?.parameters ?? {},
+    command: model?.command,
+    stopCommand: model?.stop_command,
+    url: model?.url,
+    healthPath: model?.health_path ?? "/health",
+    ttlSeconds: model?.ttl,
+    pinned: model?.pinned ?? false,
+    preload: model?.preload ?? false,
+    memoryBytes: model?.memory,
     created: 0,
     gguf: undefined,
     error: undefined,
   };
+  if (path === undefined) {
+    entry.created = Math.floor(Date.now() / 1000);
+    return entry;
+  }
   try {
     entry.gguf = await readGgufSummary(path);
     entry.created = Math.floor(entry.gguf.modifiedMs / 1000);

@@ -34,7 +34,7 @@ test("a bad file names the path of every bad key and what was expected", async (
     JSON.stringify({
       concurrentRunners: "two",
       proxies: { ollama: { port: 99999 } },
-      models: { a: { aliases: "x" }, b: { model_path: "/m.gguf", runtime: "nope" } },
+      models: { a: { aliases: "x", model_path: 5 }, b: { model_path: "/m.gguf", runtime: "nope" } },
     }),
   );
   const error = await loadConfig(file).then(
@@ -86,4 +86,33 @@ test("the original config.json's llama-runtimes accept a path or an object", asy
   assert.deepEqual(config["llama-runtimes"]["fast"], { runtime: "/opt/llama-server", parameters: {} });
   assert.deepEqual(config["llama-runtimes"]["tuned"], { runtime: "/opt/ls", parameters: { flash_attn: true } });
   assert.deepEqual(config.models["m"]?.parameters, { ctx_size: 4096 });
+});
+
+test("a model needs a model_path unless it names a url or a command; sizes take units", async () => {
+  const file = join(dir, "kinds.json");
+  await writeFile(
+    file,
+    JSON.stringify({
+      memory_budget: "12GiB",
+      models: {
+        remote: { url: "http://127.0.0.1:9/" },
+        custom: { command: "my-server --port ${PORT}", memory: "512MB" },
+        nothing: { aliases: [] },
+        badurl: { url: "ftp://x" },
+      },
+    }),
+  );
+  const error = await loadConfig(file).then(
+    () => assert.fail("expected a ConfigError"),
+    (e: unknown) => e as ConfigError,
+  );
+  const text = error.problems.join("\n");
+  assert.match(text, /models\.nothing\.model_path: required/);
+  assert.match(text, /models\.badurl\.url/);
+  await writeFile(file, JSON.stringify({ memory_budget: "12GiB", models: { custom: { command: "x ${PORT}", memory: "512MB" }, remote: { url: "http://127.0.0.1:9" } } }));
+  const { config } = await loadConfig(file);
+  assert.equal(config.memory_budget, 12 * 2 ** 30);
+  assert.equal(config.models["custom"]?.memory, 512e6);
+  await writeFile(file, JSON.stringify({ memory_budget: "lots" }));
+  await assert.rejects(loadConfig(file), (e: ConfigError) => e.problems.some((p) => /memory_budget: expected a positive size like 8GiB/.test(p)));
 });

@@ -17,14 +17,56 @@ const listenerSchema = (defaultPort: number) =>
 /** Backend parameters stay open-ended: each backend maps the ones it knows and warns about the rest. */
 const parametersSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]));
 
-export const modelConfigSchema = z.strictObject({
-  model_path: z.string().min(1),
-  /** The model name sent upstream, when the backend knows the model by another name. */
-  model_id: z.string().min(1).optional(),
-  aliases: z.array(z.string().min(1)).default([]),
-  runtime: z.string().min(1).optional(),
-  parameters: parametersSchema.default({}),
+const UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** Bytes as a number or a string with a unit ("12GiB", "8 GB", "512MiB"). */
+export const byteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const match = typeof value === "number" ? null : /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$/i.exec(value);
+  const bytes = typeof value === "number" ? value : match ? Number(match[1]) * (UNITS[(match[2] ?? "b").toLowerCase()] ?? NaN) : NaN;
+  if (!Number.isFinite(bytes) || bytes <= 0) {
+    ctx.addIssue({ code: "custom", message: `expected a positive size like 8GiB, 512MB or a number of bytes, got ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  return Math.round(bytes);
 });
+
+/** Seconds; 0 = never. */
+const ttlSeconds = z.number().min(0);
+
+export const modelConfigSchema = z
+  .strictObject({
+    /** The GGUF file; not needed for a `url` model or a `command` that names its own model. */
+    model_path: z.string().min(1).optional(),
+    /** The model name sent upstream, when the backend knows the model by another name. */
+    model_id: z.string().min(1).optional(),
+    aliases: z.array(z.string().min(1)).default([]),
+    /** "embedded", a key of llama-runtimes, "command" or "url"; inferred from `command`/`url` when set. */
+    runtime: z.string().min(1).optional(),
+    parameters: parametersSchema.default({}),
+    /** Any command that serves the OpenAI API; ${PORT}, ${MODEL_PATH} and ${MODEL_ID} are filled in. */
+    command: z.string().min(1).optional(),
+    /** Run instead of SIGTERM to stop a `command` backend (same macros, plus ${PID}). */
+    stop_command: z.string().min(1).optional(),
+    /** An upstream that is already running, local or remote: health-checked, never spawned. */
+    url: z.url({ protocol: /^https?$/ }).optional(),
+    /** Polled until it answers 200 to decide the backend is ready. */
+    health_path: z.string().startsWith("/").default("/health"),
+    /** Idle seconds before unloading; 0 = never; default: the global `ttl`. */
+    ttl: ttlSeconds.optional(),
+    /** Never evicted, never unloaded by TTL. */
+    pinned: z.boolean().default(false),
+    /** Loaded at start-up. */
+    preload: z.boolean().default(false),
+    /** Memory this model needs, overriding the estimate from its GGUF header. */
+    memory: byteSize.optional(),
+  })
+  .superRefine((model, ctx) => {
+    if (model.runtime === "url" && !model.url) ctx.addIssue({ code: "custom", path: ["url"], message: "required when runtime is 'url'" });
+    if (model.runtime === "command" && !model.command) ctx.addIssue({ code: "custom", path: ["command"], message: "required when runtime is 'command'" });
+    if (!model.model_path && !model.url && !model.command) {
+      ctx.addIssue({ code: "custom", path: ["model_path"], message: "required (or give `url` or `command`)" });
+    }
+  });
 export type ModelConfig = z.infer<typeof modelConfigSchema>;
 
 export const runtimeConfigSchema = z.union([
@@ -38,6 +80,12 @@ export const configSchema = z.strictObject({
   "llama-runtimes": z.record(z.string().min(1), runtimeConfigSchema).default({}),
   default_runtime: z.string().min(1).default("embedded"),
   concurrentRunners: z.number().int().min(1).default(1),
+  /** Sum of loaded models' memory (measured RSS, estimated before load) stays within this; absent = no budget. */
+  memory_budget: byteSize.optional(),
+  /** Idle seconds before a model is unloaded; 0 = never. */
+  ttl: ttlSeconds.default(0),
+  /** Requests waiting for a model beyond this are refused with 503 and Retry-After. */
+  max_queue: z.number().int().min(1).default(64),
   /** Folder searched (recursively) for `*.gguf` files; relative to the config file. */
   models_dir: z.string().min(1).default("models"),
   proxies: z
@@ -61,7 +109,7 @@ export const configSchema = z.strictObject({
   demo_model: z.boolean().default(true),
 }).superRefine((config, ctx) => {
   // A typo in a runtime name should stop start-up, not surface as a failed load hours later.
-  const known = ["embedded", ...Object.keys(config["llama-runtimes"])];
+  const known = ["embedded", "command", "url", ...Object.keys(config["llama-runtimes"])];
   const check = (runtime: string, path: PropertyKey[]) => {
     if (!known.includes(runtime)) {
       ctx.addIssue({ code: "custom", path, message: `unknown runtime '${runtime}' (expected one of: ${known.join(", ")})` });

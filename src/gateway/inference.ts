@@ -4,7 +4,7 @@
  */
 import type { Catalog, ModelEntry } from "../catalog/catalog.js";
 import { GatewayError, invalidRequest, modelNotFound } from "../errors/index.js";
-import type { Lease, ModelManager } from "../lifecycle/model-manager.js";
+import type { Lease, Lifecycle } from "../lifecycle/lifecycle.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 
 export type Endpoint = "chat" | "completions" | "embeddings";
@@ -25,7 +25,7 @@ export interface Exchange {
 export class InferenceService {
   constructor(
     private readonly catalog: Catalog,
-    private readonly manager: ModelManager,
+    private readonly lifecycle: Lifecycle,
     private readonly upstream: UpstreamClient,
   ) {}
 
@@ -35,12 +35,17 @@ export class InferenceService {
     return entry;
   }
 
-  async send(endpoint: Endpoint, body: { model: string } & Record<string, unknown>, signal: AbortSignal): Promise<Exchange> {
+  async send(
+    endpoint: Endpoint,
+    body: { model: string } & Record<string, unknown>,
+    signal: AbortSignal,
+    keepAliveMs?: number | null,
+  ): Promise<Exchange> {
     const entry = this.resolve(body.model);
     if (entry.gguf?.isEmbedding && endpoint !== "embeddings") {
       throw invalidRequest(`Model '${entry.id}' is an embedding model; it serves /v1/embeddings only.`, "model");
     }
-    const lease = await this.manager.acquire(entry, signal);
+    const lease = await this.lifecycle.acquire(entry, { signal, keepAliveMs });
     return this.forward(lease, endpoint, { ...body, model: entry.upstreamModel }, signal);
   }
 

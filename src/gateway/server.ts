@@ -9,13 +9,13 @@ import type { ListenerName } from "../config/schema.js";
 import { openAIError } from "../dialects/openai/errors.js";
 import { openAIRoutes } from "../dialects/openai/routes.js";
 import { GatewayError } from "../errors/index.js";
-import type { ModelManager } from "../lifecycle/model-manager.js";
+import type { Lifecycle } from "../lifecycle/lifecycle.js";
 import { toGatewayError } from "./errors.js";
 import type { InferenceService } from "./inference.js";
 
 export interface GatewayDeps {
   catalog: Catalog;
-  manager: ModelManager;
+  lifecycle: Lifecycle;
   inference: InferenceService;
   logger: Logger;
   version: string;

@@ -12,6 +12,28 @@ export interface SpawnSpec {
   cwd?: string;
 }
 
+/**
+ * For programs that ignore their stdin (llama-server, arbitrary commands): a shell runs the program
+ * and watches the gateway's pipe in its place. EOF on that pipe means the gateway is gone, even by
+ * SIGKILL, and the program is terminated, then killed, so it never outlives the gateway.
+ */
+const WATCHDOG = [
+  // Background jobs of a non-interactive shell read /dev/null unless told otherwise: keep the pipe on fd 3.
+  "exec 3<&0",
+  '"$@" </dev/null 3<&- &',
+  "child=$!",
+  '( cat <&3 >/dev/null; kill -TERM "$child" 2>/dev/null; sleep 5; kill -KILL "$child" 2>/dev/null ) &',
+  "exec 3<&-",
+  "trap 'kill -TERM \"$child\" 2>/dev/null' TERM INT",
+  'wait "$child"; status=$?',
+  'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+  'exit "$status"',
+].join("\n");
+
+export function withWatchdog(spec: SpawnSpec): SpawnSpec {
+  return { ...spec, command: "/bin/sh", args: ["-c", WATCHDOG, "llama-runner-watchdog", spec.command, ...spec.args] };
+}
+
 export interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -34,7 +56,11 @@ export class BackendProcess {
         this.exitInfo = info;
         resolve(info);
       };
-      child.once("exit", (code, signal) => done({ code, signal }));
+      child.once("exit", (code, signal) => {
+        // Whatever the leader left behind in its group (a watchdog, a grandchild) goes with it.
+        this.signalGroup("SIGKILL");
+        done({ code, signal });
+      });
       child.once("error", (error) => {
         this.logs.push(`failed to start: ${error.message}\n`);
         done({ code: null, signal: null });

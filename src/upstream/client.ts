@@ -25,9 +25,11 @@ export class UpstreamClient {
   });
 
   request({ baseUrl, path, method = "POST", body, signal }: UpstreamRequest): Promise<UpstreamResponse> {
+    // A remote upstream may live under a path prefix (https://host/prefix); undici wants origin and path apart.
+    const base = new URL(baseUrl);
     return this.agent.request({
-      origin: baseUrl,
-      path,
+      origin: base.origin,
+      path: `${base.pathname.replace(/\/+$/, "")}${path}`,
       method,
       body,
       signal,

@@ -6,36 +6,36 @@ import { abortOnClientClose } from "../../gateway/client-abort.js";
 import { parseBody } from "../../gateway/errors.js";
 import type { Endpoint, InferenceService } from "../../gateway/inference.js";
 import { relay } from "../../gateway/relay.js";
-import type { ModelManager } from "../../lifecycle/model-manager.js";
+import type { Lifecycle } from "../../lifecycle/lifecycle.js";
 import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema } from "../../protocol/openai.js";
 import { openAIStreamError } from "./errors.js";
 
 export interface OpenAIRoutesOptions {
   catalog: Catalog;
-  manager: ModelManager;
+  lifecycle: Lifecycle;
   inference: InferenceService;
 }
 
-export function modelObject(entry: ModelEntry, manager: ModelManager) {
+export function modelObject(entry: ModelEntry, lifecycle: Lifecycle) {
   return {
     id: entry.id,
     object: "model" as const,
     created: entry.created,
     owned_by: "llama-runner",
-    status: manager.status(entry.id).state,
+    status: lifecycle.status(entry.id).state,
   };
 }
 
-export async function openAIRoutes(app: FastifyInstance, { catalog, manager, inference }: OpenAIRoutesOptions): Promise<void> {
+export async function openAIRoutes(app: FastifyInstance, { catalog, lifecycle, inference }: OpenAIRoutesOptions): Promise<void> {
   app.get("/v1/models", async () => ({
     object: "list",
-    data: catalog.entries.map((entry) => modelObject(entry, manager)),
+    data: catalog.entries.map((entry) => modelObject(entry, lifecycle)),
   }));
 
   app.get<{ Params: { id: string } }>("/v1/models/:id", async (request) => {
     const entry = catalog.resolve(request.params.id);
     if (!entry) throw modelNotFound(request.params.id);
-    return modelObject(entry, manager);
+    return modelObject(entry, lifecycle);
   });
 
   const forward = async (endpoint: Endpoint, body: { model: string } & Record<string, unknown>, reply: FastifyReply) => {
