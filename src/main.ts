@@ -59,9 +59,18 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
   const lifecycle = new Lifecycle({ config, catalog, bus, logger });
   const upstream = new UpstreamClient();
   const inference = new InferenceService(catalog, lifecycle, upstream);
-  const deps = { catalog, lifecycle, inference, logger, version: VERSION, startedAt: Date.now() };
-
   const listeners = new Map<ListenerName, FastifyInstance>();
+  const bound = new Map<ListenerName, { host: string; port: number }>();
+  const proxies = () =>
+    Object.fromEntries(
+      (["ollama", "lmstudio"] as const).map((name) => {
+        const listening = bound.get(name);
+        const status = !config.proxies[name].enabled ? "disabled" : listening ? "running" : "stopped";
+        return [name, { status, port: listening?.port ?? config.proxies[name].port }] as const;
+      }),
+    );
+  const deps = { catalog, lifecycle, inference, logger, version: VERSION, startedAt: Date.now(), proxies };
+
   for (const name of ["lmstudio", "ollama"] as const) {
     if (config.proxies[name].enabled) listeners.set(name, buildListener(name, deps));
   }
@@ -73,7 +82,6 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
     bus,
     listeners,
     async listen() {
-      const bound = new Map<ListenerName, { host: string; port: number }>();
       for (const [name, app] of listeners) {
         const { host, port } = config.proxies[name];
         await app.listen({ host, port });
@@ -86,6 +94,7 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
       return bound;
     },
     async close() {
+      bound.clear();
       await Promise.all([...listeners.values()].map((app) => app.close()));
       await lifecycle.close();
       await upstream.close();

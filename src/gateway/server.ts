@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import type { Catalog } from "../catalog/catalog.js";
 import type { ListenerName } from "../config/schema.js";
 import { openAIError } from "../dialects/openai/errors.js";
+import { managementRoutes } from "../dialects/management/routes.js";
 import { openAIRoutes } from "../dialects/openai/routes.js";
 import { GatewayError } from "../errors/index.js";
 import type { Lifecycle } from "../lifecycle/lifecycle.js";
@@ -20,6 +21,7 @@ export interface GatewayDeps {
   logger: Logger;
   version: string;
   startedAt: number;
+  proxies(): Record<string, { status: "running" | "stopped" | "disabled"; port: number }>;
 }
 
 const JSON_BODY_LIMIT = 16 * 1024 * 1024;
@@ -68,5 +70,6 @@ export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyIns
   }));
 
   void app.register(openAIRoutes, deps);
+  void app.register(managementRoutes, deps);
   return app;
 }
