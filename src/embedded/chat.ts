@@ -122,17 +122,11 @@ export async function runChat(
   // llama-server answers max_tokens 0 with no tokens rather than with "no limit".
   if (job.maxTokens <= 0) return finish("", [], "length");
 
-  const { temperature, topK, topP, minP, seed, repeatPenalty } = job.sampling;
   const common = {
     signal,
     stopOnAbortSignal: false,
     maxTokens: job.maxTokens,
-    temperature,
-    topK,
-    topP,
-    minP,
-    seed,
-    repeatPenalty,
+    ...job.sampling,
     onToken: clock.tokenArrived,
   };
   const chat = new LlamaChat({ contextSequence: sequence, chatWrapper: engine.chatWrapper });

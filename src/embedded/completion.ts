@@ -7,7 +7,7 @@ import type { CompletionRequest, FinishReason, Timings, Usage } from "../protoco
 import type { Engine } from "./engine.js";
 import { badRequest, contextLengthExceeded } from "./errors.js";
 import { generationBudget, samplingFrom, stopTriggers, type Sampling } from "./sampling.js";
-import { GenerationClock, round } from "./timings.js";
+import { GenerationClock, timings } from "./timings.js";
 import { beginningToken, checkTokens } from "./tokens.js";
 
 /** OpenAI's default for the legacy completions endpoint. */
@@ -82,19 +82,13 @@ export async function runCompletion(
     };
   };
   if (prompt.maxTokens <= 0) return finish("", "length");
-  const { temperature, topK, topP, minP, seed, repeatPenalty } = job.sampling;
   const completion = new LlamaCompletion({ contextSequence: sequence });
   try {
     const response = await completion.generateCompletionWithMeta(prompt.tokens, {
       signal,
       stopOnAbortSignal: false,
       maxTokens: prompt.maxTokens,
-      temperature,
-      topK,
-      topP,
-      minP,
-      seed,
-      repeatPenalty,
+      ...job.sampling,
       customStopTriggers: job.stop,
       // The prompt was checked to fit; never let the library silently cut its beginning off.
       disableContextShift: true,
@@ -116,12 +110,5 @@ export function sumTimings(all: readonly Timings[]): Timings {
   const promptMs = all.reduce((n, t) => n + t.prompt_ms, 0);
   const predictedN = all.reduce((n, t) => n + t.predicted_n, 0);
   const predictedMs = all.reduce((n, t) => n + t.predicted_ms, 0);
-  return {
-    prompt_n: promptN,
-    prompt_ms: round(promptMs),
-    prompt_per_second: promptMs > 0 ? round((promptN * 1000) / promptMs) : 0,
-    predicted_n: predictedN,
-    predicted_ms: round(predictedMs),
-    predicted_per_second: predictedMs > 0 ? round((predictedN * 1000) / predictedMs) : 0,
-  };
+  return timings(promptN, promptMs, predictedN, predictedMs);
 }

@@ -16,19 +16,21 @@ export class GenerationClock {
   finish(promptTokens: number, predictedTokens: number): Timings {
     const ended = performance.now();
     const first = this.firstToken ?? ended;
-    const promptMs = first - this.started;
-    const predictedMs = ended - first;
-    return {
-      prompt_n: promptTokens,
-      prompt_ms: round(promptMs),
-      prompt_per_second: promptMs > 0 ? round((promptTokens * 1000) / promptMs) : 0,
-      predicted_n: predictedTokens,
-      predicted_ms: round(predictedMs),
-      predicted_per_second: predictedMs > 0 ? round((predictedTokens * 1000) / predictedMs) : 0,
-    };
+    return timings(promptTokens, first - this.started, predictedTokens, ended - first);
   }
 }
 
-export function round(value: number): number {
+export function timings(promptN: number, promptMs: number, predictedN: number, predictedMs: number): Timings {
+  return {
+    prompt_n: promptN,
+    prompt_ms: round(promptMs),
+    prompt_per_second: promptMs > 0 ? round((promptN * 1000) / promptMs) : 0,
+    predicted_n: predictedN,
+    predicted_ms: round(predictedMs),
+    predicted_per_second: predictedMs > 0 ? round((predictedN * 1000) / predictedMs) : 0,
+  };
+}
+
+function round(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
