@@ -45,18 +45,51 @@ export class InferenceService {
     if (entry.gguf?.isEmbedding && endpoint !== "embeddings") {
       throw invalidRequest(`Model '${entry.id}' is an embedding model; it serves /v1/embeddings only.`, "model");
     }
+    const payload = JSON.stringify({ ...body, model: entry.upstreamModel });
     const lease = await this.lifecycle.acquire(entry, { signal, keepAliveMs });
-    return this.forward(lease, endpoint, { ...body, model: entry.upstreamModel }, signal);
+    try {
+      return await this.forward(lease, endpoint, payload, signal);
+    } catch (error) {
+      // A backend that died a moment ago, before the gateway saw its exit, refused the connection:
+      // nothing was generated yet, so the request goes once to the fresh instance that replaces it.
+      if (signal.aborted || !isConnectionFailure(error) || !(await settlesWithin(lease.gone, RETRY_WINDOW_MS))) throw wrap(error, entry);
+      return this.forward(await this.lifecycle.acquire(entry, { signal, keepAliveMs }), endpoint, payload, signal).catch((e: unknown) => {
+        throw wrap(e, entry);
+      });
+    }
   }
 
-  private async forward(lease: Lease, endpoint: Endpoint, body: Record<string, unknown>, signal: AbortSignal): Promise<Exchange> {
+  private async forward(lease: Lease, endpoint: Endpoint, payload: string, signal: AbortSignal): Promise<Exchange> {
     try {
-      const response = await this.upstream.request({ baseUrl: lease.baseUrl, path: UPSTREAM_PATH[endpoint], body: JSON.stringify(body), signal });
+      const response = await this.upstream.request({ baseUrl: lease.baseUrl, path: UPSTREAM_PATH[endpoint], body: payload, signal });
       return { entry: lease.entry, response, release: lease.release };
     } catch (error) {
       lease.release();
-      if (signal.aborted) throw error;
-      throw new GatewayError("upstream_error", `The backend for '${lease.entry.id}' did not answer: ${(error as Error).message}`, { cause: error });
+      throw error;
     }
   }
 }
+
+const RETRY_WINDOW_MS = 500;
+const CONNECTION_FAILURES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+
+function isConnectionFailure(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code !== undefined && CONNECTION_FAILURES.has(code);
+}
+
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    promise.then(
+      () => (clearTimeout(timer), resolve(true)),
+      () => (clearTimeout(timer), resolve(true)),
+    );
+  });
+}
+
+function wrap(error: unknown, entry: ModelEntry): unknown {
+  if (error instanceof GatewayError || (error as Error).name === "AbortError") return error;
+  return new GatewayError("upstream_error", `The backend for '${entry.id}' did not answer: ${(error as Error).message}`, { cause: error });
+}
+

@@ -19,6 +19,8 @@ export type ModelState = "unloaded" | "loading" | "ready" | "stopping" | "error"
 export interface Lease {
   readonly entry: ModelEntry;
   readonly baseUrl: string;
+  /** Settles when this backend instance goes away (exit or stop). */
+  readonly gone: Promise<unknown>;
   /** Must be called once the response to the client has ended; extra calls are ignored. */
   release(): void;
 }
@@ -211,6 +213,7 @@ export class Lifecycle {
         waiter.resolve({
           entry: supervisor.entry,
           baseUrl: supervisor.baseUrl,
+          gone: supervisor.exited,
           release: () => {
             if (released) return;
             released = true;

@@ -28,6 +28,8 @@ export class Supervisor {
   private process: BackendProcess | undefined;
   private stopping = false;
   private stopCommand: SpawnSpec | undefined;
+  /** Why a load failed, so the exit that follows is not reported as a crash. */
+  private loadFailure: string | undefined;
   /** Resolves with a description when the backend goes away by itself (never for a remote one). */
   readonly exited: Promise<string>;
   private resolveExited!: (how: string) => void;
@@ -50,6 +52,8 @@ export class Supervisor {
   async start(): Promise<void> {
     const { host, logger } = this.options;
     const port = await freePort(host);
+    // A stop (gateway shutdown) while we waited for a port must not be followed by a spawn.
+    if (this.stopping) throw new GatewayError("service_unavailable", `Model '${this.entry.id}' was stopped while loading.`);
     const plan = this.options.plan({ host, port });
     if (plan.kind === "remote") {
       this.baseUrl = plan.baseUrl;
@@ -85,7 +89,9 @@ export class Supervisor {
     }
     if (this.stopCommand && !child.hasExited) {
       const stopper = BackendProcess.spawn({ ...this.stopCommand, args: this.stopCommand.args.map((a) => a.replaceAll("${PID}", String(child.pid))) });
-      await Promise.race([stopper.exited, child.exited, new Promise((r) => setTimeout(r, this.options.stopGraceMs).unref())]);
+      // The stop command may only begin a clean shutdown: give the backend the grace period to finish it.
+      const grace = new Promise((resolve) => setTimeout(resolve, this.options.stopGraceMs).unref());
+      await Promise.race([stopper.exited.then(() => child.exited), child.exited, grace]);
       await stopper.stop(1000);
     }
     await child.stop(this.options.stopGraceMs);
@@ -98,14 +104,19 @@ export class Supervisor {
       result.reason === "timeout"
         ? `did not answer ${url.replace(/^https?:\/\/[^/]+/, "")} with 200 within ${Math.round(this.options.loadTimeoutMs / 1000)} s`
         : "exited while loading";
+    this.loadFailure = `Model '${this.entry.id}' failed to load: the backend ${why}.`;
     await this.process?.stop(this.options.stopGraceMs);
-    const tail = this.logTail().join("\n");
-    throw new GatewayError("service_unavailable", `Model '${this.entry.id}' failed to load: the backend ${why}.${tail ? `\nLast log lines:\n${tail}` : ""}`);
+    throw new GatewayError("service_unavailable", this.withLogTail(this.loadFailure));
   }
 
   private describe(info: ExitInfo): string {
+    if (this.loadFailure) return this.withLogTail(this.loadFailure);
+    if (this.stopping) return `Model '${this.entry.id}' stopped.`;
+    return this.withLogTail(`Model '${this.entry.id}' backend ${describeExit(info)} unexpectedly.`);
+  }
+
+  private withLogTail(message: string): string {
     const tail = this.logTail().join("\n");
-    const how = this.stopping ? "stopped" : `backend ${describeExit(info)} unexpectedly`;
-    return `Model '${this.entry.id}' ${how}.${tail && !this.stopping ? `\nLast log lines:\n${tail}` : ""}`;
+    return tail ? `${message}\nLast log lines:\n${tail}` : message;
   }
 }

@@ -20,14 +20,11 @@ export interface SpawnSpec {
 const WATCHDOG = [
   // Background jobs of a non-interactive shell read /dev/null unless told otherwise: keep the pipe on fd 3.
   "exec 3<&0",
-  '"$@" </dev/null 3<&- &',
-  "child=$!",
-  '( cat <&3 >/dev/null; kill -TERM "$child" 2>/dev/null; sleep 5; kill -KILL "$child" 2>/dev/null ) &',
-  "exec 3<&-",
-  "trap 'kill -TERM \"$child\" 2>/dev/null' TERM INT",
-  'wait "$child"; status=$?',
-  'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
-  'exit "$status"',
+  // The watcher: on EOF, TERM the program, then KILL it if it is still there after 5 s (checking, so
+  // a pid reused by another process is not hit once the program is gone).
+  '( cat <&3 >/dev/null; kill -TERM $$ 2>/dev/null || exit; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.5; kill -0 $$ 2>/dev/null || exit; done; kill -KILL $$ ) >/dev/null 2>&1 &',
+  // exec: the spawned pid, the process group leader and ${PID} are the program itself, not a shell.
+  'exec "$@" </dev/null 3<&-',
 ].join("\n");
 
 export function withWatchdog(spec: SpawnSpec): SpawnSpec {
