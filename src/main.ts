@@ -5,9 +5,11 @@
 import { dirname, join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { describeAudioModels } from "./audio/models.js";
+import { AudioService } from "./audio/service.js";
 import { Catalog } from "./catalog/catalog.js";
 import { ensureTinyLlamaGguf } from "./catalog/demo/tiny-llama.js";
-import { loadConfig } from "./config/load.js";
+import { ConfigError, loadConfig } from "./config/load.js";
 import type { Config, ListenerName } from "./config/schema.js";
 import { EventBus } from "./events/bus.js";
 import { InferenceService } from "./gateway/inference.js";
@@ -30,6 +32,7 @@ export interface App {
   catalog: Catalog;
   lifecycle: Lifecycle;
   bus: EventBus;
+  audio: AudioService;
   listeners: Map<ListenerName, FastifyInstance>;
   /** Starts every enabled listener; returns the address each one bound. */
   listen(): Promise<Map<ListenerName, { host: string; port: number }>>;
@@ -44,10 +47,14 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
   const { config } = loaded;
 
   const configDir = dirname(configFile);
-  let catalog = await Catalog.build({ config, configDir });
+  // Whisper models join the catalogue as `command` entries that run our whisper runner (src/audio/models.ts).
+  const audioModels = await describeAudioModels(config, configDir);
+  if (audioModels.problems.length > 0) throw new ConfigError(configFile, audioModels.problems);
+  const catalogConfig = { ...config, models: { ...config.models, ...audioModels.catalogConfigs } };
+  let catalog = await Catalog.build({ config: catalogConfig, configDir });
   if (catalog.size === 0 && config.demo_model) {
     const path = await ensureTinyLlamaGguf(join(home, "demo"), { name: "llama-runner demo (random weights)" });
-    catalog = await Catalog.build({ config, configDir, extra: [{ id: DEMO_MODEL_ID, path, source: "demo" }] });
+    catalog = await Catalog.build({ config: catalogConfig, configDir, extra: [{ id: DEMO_MODEL_ID, path, source: "demo" }] });
     logger.warn(
       `no models configured or found in models_dir: serving '${DEMO_MODEL_ID}', a tiny model with RANDOM weights ` +
         `(it answers gibberish; it is there to try the API). Add models to ${configFile}.`,
@@ -59,6 +66,11 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
   const lifecycle = new Lifecycle({ config, catalog, bus, logger });
   const upstream = new UpstreamClient();
   const inference = new InferenceService(catalog, lifecycle, upstream);
+  const audio = await AudioService.create({ config: config.audio, configDir, catalog, lifecycle, bus, logger, models: audioModels.models });
+  if (!(audio instanceof AudioService)) {
+    await lifecycle.close();
+    throw new ConfigError(configFile, audio.problems);
+  }
   const listeners = new Map<ListenerName, FastifyInstance>();
   const bound = new Map<ListenerName, { host: string; port: number }>();
   const proxies = () =>
@@ -69,7 +81,7 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
         return [name, { status, port: listening?.port ?? config.proxies[name].port }] as const;
       }),
     );
-  const deps = { catalog, lifecycle, inference, logger, version: VERSION, startedAt: Date.now(), proxies };
+  const deps = { config, catalog, lifecycle, inference, logger, version: VERSION, startedAt: Date.now(), proxies, audio };
 
   for (const name of ["lmstudio", "ollama"] as const) {
     if (config.proxies[name].enabled) listeners.set(name, buildListener(name, deps));
@@ -80,6 +92,7 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
     catalog,
     lifecycle,
     bus,
+    audio,
     listeners,
     async listen() {
       for (const [name, app] of listeners) {
@@ -98,6 +111,7 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
       await Promise.all([...listeners.values()].map((app) => app.close()));
       await lifecycle.close();
       await upstream.close();
+      await audio.close();
     },
   };
 }

@@ -97,6 +97,22 @@ export const configSchema = z.strictObject({
       ollama: { enabled: true, port: 11434, host: "127.0.0.1" },
       lmstudio: { enabled: true, port: 1234, host: "127.0.0.1" },
     }),
+  /**
+   * The Ollama and LM Studio dialects (src/dialects/ollama, src/dialects/lmstudio): the version the Ollama API
+   * reports and the browser origins allowed to call either listener.
+   */
+  ollama: z
+    .strictObject({
+      /** `GET /api/version`: a plain X.Y.Z (Open WebUI parses it as integers; Copilot needs >= 0.6.4). */
+      version: z.string().regex(/^\d+\.\d+\.\d+$/, "expected a plain version like 0.12.6").default("0.12.6"),
+      /**
+       * Browser origins allowed besides Ollama's defaults (http(s)://localhost, 127.0.0.1 and 0.0.0.0 on any
+       * port; app://, file://, tauri://, vscode-webview://, vscode-file://, browser extensions), as in
+       * OLLAMA_ORIGINS: exact origins, `*` matches any run of characters ("https://*.example.com").
+       */
+      origins: z.array(z.string().min(1)).default([]),
+    })
+    .default({ version: "0.12.6", origins: [] }),
   runner: z
     .strictObject({
       /** Seconds a backend may take from spawn to a healthy /health before it is an error. */
@@ -105,6 +121,40 @@ export const configSchema = z.strictObject({
       stop_grace_s: z.number().positive().default(5),
     })
     .default({ load_timeout_s: 120, stop_grace_s: 5 }),
+  /** Speech to text (src/audio): whisper.cpp models behind /v1/audio/transcriptions and /v1/audio/translations. */
+  audio: z
+    .strictObject({
+      /** Whisper models (whisper.cpp ggml files), catalogue entries like the LLMs: loaded on demand, unloaded by TTL. */
+      models: z
+        .record(
+          z.string().min(1),
+          z.strictObject({
+            model_path: z.string().min(1),
+            aliases: z.array(z.string().min(1)).default([]),
+            /** language, threads, temperature, best_of, ...; mapped to whisper.cpp, the rest reported and ignored. */
+            parameters: parametersSchema.default({}),
+            ttl: ttlSeconds.optional(),
+            pinned: z.boolean().default(false),
+            preload: z.boolean().default(false),
+            /** Memory the model needs, overriding the estimate from its file size. */
+            memory: byteSize.optional(),
+          }),
+        )
+        .default({}),
+      /** Largest upload accepted, in MB (10^6 bytes); larger ones get 413 as soon as the limit is crossed. */
+      file_upload_size_mb: z.number().positive().default(100),
+      /** Longest decoded audio accepted, in seconds (decoded audio is held in memory: 32 kB per second). */
+      max_duration_s: z.number().positive().default(10800),
+      /** Seconds one transcription may run before it is stopped (its runner is recycled) and answered 503. */
+      timeout_s: z.number().positive().default(600),
+      /** Transcriptions per model that may be decoding, waiting or running at once; more get 429 with Retry-After. */
+      max_queue: z.number().int().min(1).default(16),
+      /** The decoder: an ffmpeg binary (a name on PATH or a path). */
+      ffmpeg: z.string().min(1).default("ffmpeg"),
+      /** Folder for upload temp files (one per request, always removed); default: the OS temp folder. */
+      temp_dir: z.string().min(1).optional(),
+    })
+    .default({ models: {}, file_upload_size_mb: 100, max_duration_s: 10800, timeout_s: 600, max_queue: 16, ffmpeg: "ffmpeg" }),
   /** Create and serve a tiny random-weight demo model when no model is configured or discovered. */
   demo_model: z.boolean().default(true),
 }).superRefine((config, ctx) => {

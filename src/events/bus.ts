@@ -11,6 +11,17 @@ export interface GatewayEvents {
   "model.started": { model_id: string; port: number; load_ms: number };
   "model.stopped": { model_id: string; reason: StopReason };
   "model.error": { model_id: string; error: string };
+  /** A transcription or translation answered (src/audio): audio seconds, output language code, time taken. */
+  "transcription.completed": {
+    model_id: string;
+    task: "transcribe" | "translate";
+    language: string;
+    duration_s: number;
+    /** Decode + wait for the runner + inference, in ms. */
+    processing_ms: number;
+    decode_ms: number;
+    inference_ms: number;
+  };
 }
 
 export type EventName = keyof GatewayEvents;

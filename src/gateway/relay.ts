@@ -3,13 +3,25 @@
  * arrives (streams are flushed per event), backpressure is respected, and the backend slot is
  * released whatever happens.
  */
-import { once } from "node:events";
 import type { ServerResponse } from "node:http";
 import type { Exchange } from "./inference.js";
 
 export interface RelayOptions {
   /** How this dialect reports an error once a stream has started (a status can no longer be sent). */
   streamError(message: string): string;
+}
+
+/** A client that stops reading and then hangs up never drains: its close must end the wait too. */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 export async function relay(res: ServerResponse, exchange: Exchange, options: RelayOptions): Promise<void> {
@@ -27,7 +39,7 @@ export async function relay(res: ServerResponse, exchange: Exchange, options: Re
     res.writeHead(response.statusCode, headers);
     if (streaming) res.flushHeaders();
     for await (const chunk of response.body) {
-      if (!res.write(chunk)) await once(res, "drain");
+      if (!res.write(chunk)) await drainOrClose(res);
       if (res.destroyed) break;
     }
     res.end();

@@ -1,16 +1,22 @@
 /**
  * One Fastify instance per listener (LM Studio's 1234, Ollama's 11434). Both mount the OpenAI
- * dialect; each dialect is an encapsulated plugin with its own routes.
+ * dialect; the Ollama listener adds Ollama's native API, the LM Studio listener LM Studio's REST v0.
+ * Each dialect is an encapsulated plugin with its own routes; the CORS / Host policy covers both.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Logger } from "pino";
+import { audioRoutes } from "../audio/routes.js";
+import type { AudioService } from "../audio/service.js";
 import type { Catalog } from "../catalog/catalog.js";
-import type { ListenerName } from "../config/schema.js";
+import { type Config, defaultConfig, type ListenerName } from "../config/schema.js";
+import { lmStudioRoutes } from "../dialects/lmstudio/routes.js";
+import { ollamaRoutes } from "../dialects/ollama/routes.js";
 import { openAIError } from "../dialects/openai/errors.js";
 import { managementRoutes } from "../dialects/management/routes.js";
 import { openAIRoutes } from "../dialects/openai/routes.js";
 import { GatewayError } from "../errors/index.js";
 import type { Lifecycle } from "../lifecycle/lifecycle.js";
+import { registerNetworkPolicy } from "./cors.js";
 import { toGatewayError } from "./errors.js";
 import type { InferenceService } from "./inference.js";
 
@@ -22,6 +28,10 @@ export interface GatewayDeps {
   version: string;
   startedAt: number;
   proxies(): Record<string, { status: "running" | "stopped" | "disabled"; port: number }>;
+  /** Speech to text (src/audio): /v1/audio/transcriptions and /v1/audio/translations are mounted when present. */
+  audio?: AudioService;
+  /** The loaded config (the Ollama/LM Studio settings, the global TTL); defaults when absent. */
+  config?: Config;
 }
 
 const JSON_BODY_LIMIT = 16 * 1024 * 1024;
@@ -49,6 +59,16 @@ export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyIns
     }
   });
 
+  const config = deps.config ?? defaultConfig();
+  // Before any route: Fastify gives a route the hooks that exist when its plugin loads.
+  registerNetworkPolicy(app, {
+    origins: config.ollama.origins,
+    forbidden: (message, request) =>
+      name === "ollama" && !request.url.startsWith("/v1/")
+        ? { error: message }
+        : { error: { message, type: "invalid_request_error", param: null, code: "forbidden" } },
+  });
+
   app.setErrorHandler((thrown, request, reply) => {
     if (reply.raw.destroyed || reply.sent) return;
     const error = toGatewayError(thrown);
@@ -71,5 +91,14 @@ export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyIns
 
   void app.register(openAIRoutes, deps);
   void app.register(managementRoutes, deps);
+  if (deps.audio) void app.register(audioRoutes, { audio: deps.audio });
+  // Whisper models share the catalogue but are not Ollama or LM Studio models.
+  const speech = new Set(Object.keys(config.audio.models));
+  const served = (entry: { id: string }) => !speech.has(entry.id);
+  if (name === "ollama") {
+    void app.register(ollamaRoutes, { ...deps, ollamaVersion: config.ollama.version, served });
+  } else {
+    void app.register(lmStudioRoutes, { ...deps, served });
+  }
   return app;
 }

@@ -42,6 +42,8 @@ export interface ModelStatus {
   memoryBytes: number | undefined;
   /** Unix ms when the idle TTL unloads it; undefined = never or busy. */
   expiresAt: number | undefined;
+  /** Idle TTL in force for this instance (per-request keep-alive included); null = never. */
+  ttlMs: number | null | undefined;
   error: string | undefined;
 }
 
@@ -142,6 +144,7 @@ export class Lifecycle {
       inFlight: instance?.inFlight ?? 0,
       memoryBytes: instance?.memoryBytes,
       expiresAt: idle && instance.ttlMs !== null ? instance.lastUsed + instance.ttlMs : undefined,
+      ttlMs: instance?.ttlMs,
       error: instance ? undefined : error,
     };
   }
@@ -155,16 +158,9 @@ export class Lifecycle {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    for (const [id, waiter] of this.waiters) {
-      this.waiters.delete(id);
-      waiter.reject(new GatewayError("service_unavailable", "The server is shutting down."));
-    }
-    await Promise.all(
-      [...this.supervisors.values()].map(async (supervisor) => {
-        this.stopReasons.set(supervisor.entry.id, "shutdown");
-        await supervisor.stop();
-      }),
-    );
+    this.dispatch({ type: "shutdown", now: Date.now() });
+    // Stopping is idempotent: this also waits for the stops that were already under way.
+    await Promise.all([...this.supervisors.values()].map((supervisor) => supervisor.stop()));
   }
 
   private tick(): void {

@@ -27,6 +27,7 @@ export class Supervisor {
   readonly startedAt = Date.now();
   private process: BackendProcess | undefined;
   private stopping = false;
+  private stopped: Promise<void> | undefined;
   private stopCommand: SpawnSpec | undefined;
   /** Why a load failed, so the exit that follows is not reported as a crash. */
   private loadFailure: string | undefined;
@@ -79,7 +80,13 @@ export class Supervisor {
     return pid === undefined ? undefined : groupRssBytes(pid);
   }
 
-  async stop(): Promise<void> {
+  /** Idempotent: a second call waits for the first stop. */
+  stop(): Promise<void> {
+    this.stopped ??= this.halt();
+    return this.stopped;
+  }
+
+  private async halt(): Promise<void> {
     this.stopping = true;
     const child = this.process;
     if (!child) {

@@ -197,3 +197,17 @@ describe("scheduler", () => {
     assert.deepEqual(types(h.send({ type: "release", id: 1 })), ["stop:a(requested)"]);
   });
 });
+
+describe("scheduler shutdown", () => {
+  test("stops every instance, loading or busy, and refuses whoever waits; later exits are not crashes", () => {
+    const h = harness({ maxLoaded: 2 });
+    h.send({ type: "request", id: 1, model: "a" });
+    h.send({ type: "loaded", model: "a", generation: h.gen("a") });
+    h.send({ type: "request", id: 2, model: "b" });
+    h.send({ type: "request", id: 3, model: "c" });
+    const effects = h.send({ type: "shutdown" });
+    assert.deepEqual(types(effects).sort(), ["reject:#2", "reject:#3", "stop:a(shutdown)", "stop:b(shutdown)"].sort());
+    assert.deepEqual(types(h.send({ type: "exited", model: "a", generation: h.gen("a") })), []);
+    assert.equal(h.state.errors.size, 0);
+  });
+});

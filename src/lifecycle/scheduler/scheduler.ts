@@ -96,6 +96,14 @@ export function step(state: SchedulerState, event: SchedulerEvent, ctx: Schedule
       break;
     }
 
+    case "shutdown":
+      for (const waiting of state.queue) {
+        effects.push({ type: "reject", id: waiting.id, code: "service_unavailable", message: "The server is shutting down." });
+      }
+      state.queue = [];
+      for (const instance of state.instances.values()) if (instance.phase !== "stopping") stop(instance, "shutdown", effects);
+      return effects;
+
     default: {
       const unreachable: never = event;
       throw new Error(`unknown event ${JSON.stringify(unreachable)}`);

@@ -76,7 +76,9 @@ export type SchedulerEvent =
   | { type: "exited"; model: string; generation: number; now: number; error?: string }
   | { type: "measured"; model: string; generation: number; memoryBytes: number }
   | { type: "tick"; now: number }
-  | { type: "stop"; model: string; now: number; reason: "requested" };
+  | { type: "stop"; model: string; now: number; reason: "requested" }
+  /** The gateway is going away: everything stops now, in flight or not, and nobody waits any longer. */
+  | { type: "shutdown"; now: number };
 
 export type RejectCode = "service_unavailable" | "invalid_request";
 

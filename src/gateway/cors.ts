@@ -1,0 +1,178 @@
+/**
+ * Browser-facing policy for both listeners, as Ollama applies it (server/routes.go `GenerateRoutes`,
+ * envconfig `AllowedOrigins`, `allowedHostsMiddleware`):
+ *
+ * - CORS: requests from Ollama's default origins (http(s)://localhost, 127.0.0.1, 0.0.0.0 on any port;
+ *   app://, file://, tauri://, vscode-webview://, vscode-file://; browser extensions) and the configured
+ *   extra origins get `Access-Control-Allow-Origin`; preflights are answered on every route with Ollama's
+ *   header list plus any `x-stainless-*` header openai-node asks for. A request carrying any other Origin
+ *   is refused with 403, as Ollama's CORS middleware does: a web page must not drive a local model server.
+ * - Host check: when the listener is bound to a loopback address, a request whose Host is not a local name
+ *   or address is refused with 403 (DNS rebinding protection).
+ *
+ * Preflight handling and Vary bookkeeping are `@fastify/cors`; the origin and host rules are ours.
+ */
+import { hostname, networkInterfaces } from "node:os";
+import { isIP } from "node:net";
+import fastifyCors from "@fastify/cors";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+
+/** Ollama's `AllowHeaders`, in its order. */
+export const ALLOWED_HEADERS = [
+  "Authorization",
+  "Content-Type",
+  "User-Agent",
+  "Accept",
+  "X-Requested-With",
+  "OpenAI-Beta",
+  "x-stainless-arch",
+  "x-stainless-async",
+  "x-stainless-custom-poll-interval",
+  "x-stainless-helper-method",
+  "x-stainless-lang",
+  "x-stainless-os",
+  "x-stainless-package-version",
+  "x-stainless-poll-helper",
+  "x-stainless-retry-count",
+  "x-stainless-runtime",
+  "x-stainless-runtime-version",
+  "x-stainless-timeout",
+] as const;
+
+/** gin-contrib/cors's default methods. */
+export const ALLOWED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] as const;
+
+/** 12 hours, gin-contrib/cors's default. */
+const PREFLIGHT_MAX_AGE_S = 12 * 60 * 60;
+
+const LOCAL_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?$/i;
+const APP_SCHEMES = ["app:", "file:", "tauri:", "vscode-webview:", "vscode-file:"];
+/** gin-contrib/cors `AllowBrowserExtensions`. */
+const EXTENSION_SCHEMES = ["chrome-extension:", "moz-extension:", "safari-extension:", "safari-web-extension:", "ms-browser-extension:"];
+
+/** A configured origin: exact, or with `*` wildcards (OLLAMA_ORIGINS style). */
+export function originPattern(origin: string): RegExp {
+  const escaped = origin.split("*").map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"));
+  return new RegExp(`^${escaped.join(".*")}$`, "i");
+}
+
+export function originAllowed(origin: string, extra: readonly RegExp[], host?: string): boolean {
+  if (LOCAL_ORIGIN.test(origin)) return true;
+  const lower = origin.toLowerCase();
+  if ([...APP_SCHEMES, ...EXTENSION_SCHEMES].some((scheme) => lower.startsWith(`${scheme}//`))) return true;
+  // Same origin (a page served by this very listener) is never a cross-origin request.
+  if (host !== undefined && (lower === `http://${host.toLowerCase()}` || lower === `https://${host.toLowerCase()}`)) return true;
+  return extra.some((pattern) => pattern.test(origin));
+}
+
+function ipv4Private(ip: string): boolean {
+  const [a = -1, b = -1] = ip.split(".").map(Number);
+  return a === 127 || a === 10 || a === 0 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168);
+}
+
+/** Loopback, private or unspecified (Go's IsLoopback || IsPrivate || IsUnspecified). */
+function localAddress(ip: string): boolean {
+  const lower = ip.toLowerCase();
+  if (isIP(lower) === 4) return ipv4Private(lower);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  if (mapped?.[1] !== undefined) return ipv4Private(mapped[1]);
+  return lower === "::1" || lower === "::" || /^f[cd][0-9a-f]{0,2}:/.test(lower);
+}
+
+function interfaceAddress(ip: string): boolean {
+  const lower = ip.toLowerCase();
+  return Object.values(networkInterfaces()).some((list) => (list ?? []).some((item) => item.address.toLowerCase() === lower));
+}
+
+export function isLoopback(address: string): boolean {
+  const lower = address.toLowerCase();
+  return lower.startsWith("127.") || lower === "::1" || lower.startsWith("::ffff:127.") || lower === "localhost";
+}
+
+/** The host part of a Host header: `[::1]:1234` → `::1`, `example.com:80` → `example.com`. */
+export function hostOf(header: string): string {
+  const trimmed = header.trim();
+  if (trimmed.startsWith("[")) return trimmed.slice(1, trimmed.indexOf("]") > 0 ? trimmed.indexOf("]") : undefined);
+  const colons = trimmed.split(":").length - 1;
+  // A bare IPv6 address has several colons and no port.
+  if (colons === 1) return trimmed.slice(0, trimmed.indexOf(":"));
+  return trimmed;
+}
+
+/** Ollama's `allowedHostsMiddleware` rule for a listener bound to loopback. */
+export function hostAllowed(header: string | undefined): boolean {
+  const host = hostOf(header ?? "").toLowerCase();
+  if (host === "" || host === "localhost") return true;
+  if (isIP(host) !== 0) return localAddress(host) || interfaceAddress(host);
+  if (host === hostname().toLowerCase()) return true;
+  return [".localhost", ".local", ".internal"].some((tld) => host.endsWith(tld));
+}
+
+export interface NetworkPolicyOptions {
+  /** Extra allowed origins (config `ollama.origins`), exact or with `*`. */
+  origins?: readonly string[];
+  /** The 403 body in the listener's wire format (OpenAI or Ollama, by route). */
+  forbidden(message: string, request: FastifyRequest): unknown;
+  /** Whether the listener is bound to loopback; by default read from the server's bound address. */
+  boundToLoopback?: () => boolean;
+}
+
+/** Headers a preflight may use: Ollama's list plus any `x-stainless-*` the client names. */
+function allowedHeadersFor(request: FastifyRequest): string[] {
+  const asked = String(request.headers["access-control-request-headers"] ?? "")
+    .split(",")
+    .map((h) => h.trim())
+    .filter((h) => /^x-stainless-[a-z0-9-]+$/i.test(h));
+  const known = new Set(ALLOWED_HEADERS.map((h) => h.toLowerCase()));
+  return [...ALLOWED_HEADERS, ...asked.filter((h) => !known.has(h.toLowerCase()))];
+}
+
+/**
+ * Installs the policy on a listener. Call it before registering the routes: Fastify gives a route the
+ * hooks that exist when the route's plugin loads.
+ */
+export function registerNetworkPolicy(app: FastifyInstance, options: NetworkPolicyOptions): void {
+  const extra = (options.origins ?? []).map(originPattern);
+  const boundToLoopback =
+    options.boundToLoopback ??
+    (() => {
+      const address = app.server.address();
+      return typeof address === "object" && address !== null && isLoopback(address.address);
+    });
+
+  app.addHook("onRequest", async function networkPolicy(request: FastifyRequest, reply: FastifyReply) {
+    const host = request.headers.host;
+    if (boundToLoopback() && !hostAllowed(host)) {
+      return reply.code(403).send(options.forbidden(`Forbidden: Host "${host ?? ""}" is not a local name (DNS rebinding protection).`, request));
+    }
+    const origin = request.headers.origin;
+    if (origin !== undefined && !originAllowed(origin, extra, host)) {
+      return reply
+        .code(403)
+        .send(options.forbidden(`Forbidden: origin "${origin}" is not allowed; add it to "ollama.origins" in config.json.`, request));
+    }
+    return undefined;
+  });
+
+  void app.register(fastifyCors, {
+    delegator: (request: FastifyRequest, callback: (error: Error | null, options: Record<string, unknown>) => void) => {
+      callback(null, {
+        // Reached only for allowed origins (or none): reflect the origin.
+        origin: true,
+        methods: [...ALLOWED_METHODS],
+        allowedHeaders: allowedHeadersFor(request),
+        maxAge: PREFLIGHT_MAX_AGE_S,
+        // A bare OPTIONS (no Origin, e.g. curl) is answered too: "answer OPTIONS on every route".
+        strictPreflight: false,
+      });
+    },
+  });
+
+  // Streaming routes hijack the reply and write to the raw response, which skips headers set with
+  // reply.header(); copying the CORS headers onto the raw response keeps them on every answer.
+  app.addHook("preHandler", async function keepCorsHeaders(_request: FastifyRequest, reply: FastifyReply) {
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined && (name.startsWith("access-control-") || name === "vary")) reply.raw.setHeader(name, value);
+    }
+  });
+}
