@@ -13,18 +13,25 @@ import { ConfigError, loadConfig } from "./config/load.js";
 import type { Config, ListenerName } from "./config/schema.js";
 import { EventBus } from "./events/bus.js";
 import { InferenceService } from "./gateway/inference.js";
+import { LogHub } from "./gateway/logs/hub.js";
+import { GatewayMetrics } from "./gateway/metrics/metrics.js";
 import { buildListener } from "./gateway/server.js";
+import { WebhookService } from "./gateway/webhooks/service.js";
 import { Lifecycle } from "./lifecycle/lifecycle.js";
-import { createLogger } from "./logger.js";
+import { createLogger, teeLogger } from "./logger.js";
 import { UpstreamClient } from "./upstream/client.js";
 import { VERSION } from "./version.js";
 
 export const DEMO_MODEL_ID = "llama-runner-demo";
 
+const isLoopbackHost = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.");
+
 export interface AppOptions {
   configFile: string;
   home: string;
   logger?: Logger;
+  /** Where LLAMA_RUNNER_API_KEYS is read from (default: process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface App {
@@ -33,6 +40,9 @@ export interface App {
   lifecycle: Lifecycle;
   bus: EventBus;
   audio: AudioService;
+  webhooks: WebhookService;
+  metrics: GatewayMetrics;
+  logs: LogHub;
   listeners: Map<ListenerName, FastifyInstance>;
   /** Starts every enabled listener; returns the address each one bound. */
   listen(): Promise<Map<ListenerName, { host: string; port: number }>>;
@@ -40,8 +50,12 @@ export interface App {
   close(): Promise<void>;
 }
 
-export async function buildApp({ configFile, home, logger = createLogger() }: AppOptions): Promise<App> {
+export async function buildApp({ configFile, home, logger = createLogger(), env = process.env }: AppOptions): Promise<App> {
   const loaded = await loadConfig(configFile);
+  // Every log line also goes to the ring behind GET /logs (src/gateway/logs); backends by catalogue id.
+  let catalogRef: Catalog | undefined;
+  const logs = new LogHub({ capacity: loaded.config.logs.buffer_lines, backendSource: (model) => catalogRef?.resolve(model)?.id });
+  logger = teeLogger(logger, logs.gatewaySink());
   if (loaded.created) logger.info({ file: configFile }, "created a default config");
   for (const warning of loaded.warnings) logger.warn({ file: configFile }, warning);
   const { config } = loaded;
@@ -61,16 +75,28 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
     );
   }
   for (const entry of catalog.entries.filter((e) => e.error)) logger.error({ model: entry.id }, entry.error);
+  catalogRef = catalog;
 
   const bus = new EventBus();
   const lifecycle = new Lifecycle({ config, catalog, bus, logger });
   const upstream = new UpstreamClient();
-  const inference = new InferenceService(catalog, lifecycle, upstream);
+  const inference = new InferenceService(catalog, lifecycle, upstream, new Set(Object.keys(audioModels.catalogConfigs)));
   const audio = await AudioService.create({ config: config.audio, configDir, catalog, lifecycle, bus, logger, models: audioModels.models });
   if (!(audio instanceof AudioService)) {
     await lifecycle.close();
     throw new ConfigError(configFile, audio.problems);
   }
+  const metrics = new GatewayMetrics({ bus, catalog, lifecycle, processMetrics: config.metrics.process_metrics });
+  const webhooks: WebhookService = new WebhookService({
+    home,
+    bus,
+    logger,
+    config: config.webhooks,
+    version: VERSION,
+    observer: metrics.webhookObserver((): number => webhooks.pendingTotal()),
+  });
+  webhooks.start();
+  logs.start();
   const listeners = new Map<ListenerName, FastifyInstance>();
   const bound = new Map<ListenerName, { host: string; port: number }>();
   const proxies = () =>
@@ -81,7 +107,8 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
         return [name, { status, port: listening?.port ?? config.proxies[name].port }] as const;
       }),
     );
-  const deps = { config, catalog, lifecycle, inference, logger, version: VERSION, startedAt: Date.now(), proxies, audio };
+  const apiKeys = [...config.api_keys, ...(env["LLAMA_RUNNER_API_KEYS"] ?? "").split(",").map((k) => k.trim()).filter(Boolean)];
+  const deps = { config, apiKeys, catalog, lifecycle, inference, logger, version: VERSION, startedAt: Date.now(), proxies, audio, events: { bus, webhooks, metrics, logs } };
 
   for (const name of ["lmstudio", "ollama"] as const) {
     if (config.proxies[name].enabled) listeners.set(name, buildListener(name, deps));
@@ -93,10 +120,19 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
     lifecycle,
     bus,
     audio,
+    webhooks,
+    metrics,
+    logs,
     listeners,
     async listen() {
       for (const [name, app] of listeners) {
         const { host, port } = config.proxies[name];
+        if (apiKeys.length === 0 && !isLoopbackHost(host)) {
+          logger.warn(
+            `!!! ${name} listens on ${host}, reachable from other machines, and NO API KEY is configured: ` +
+              "anyone who can reach it can use and stop your models. Set api_keys in the config or LLAMA_RUNNER_API_KEYS.",
+          );
+        }
         await app.listen({ host, port });
         const address = app.server.address();
         bound.set(name, { host, port: typeof address === "object" && address ? address.port : port });
@@ -112,6 +148,10 @@ export async function buildApp({ configFile, home, logger = createLogger() }: Ap
       await lifecycle.close();
       await upstream.close();
       await audio.close();
+      // Last: events published while stopping (model.stopped "shutdown") are queued for delivery after a restart.
+      await webhooks.close();
+      metrics.close();
+      logs.close();
     },
   };
 }

@@ -15,10 +15,8 @@ import type {} from "@fastify/multipart";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { GatewayError, invalidRequest } from "../errors/index.js";
 
-/** The upload folder of one gateway: one file per request, each removed when its request ends. */
+/** The upload folder of one gateway: one file per request, each removed when its request ends, the folder at shutdown. */
 export class TempFiles {
-  private readonly live = new Set<string>();
-
   private constructor(readonly dir: string) {}
 
   static async create(parent = tmpdir()): Promise<TempFiles> {
@@ -27,23 +25,15 @@ export class TempFiles {
 
   /** A fresh path (nothing is created yet); `remove` it when done, whatever happened. */
   reserve(): string {
-    const path = join(this.dir, randomUUID());
-    this.live.add(path);
-    return path;
+    return join(this.dir, randomUUID());
   }
 
-  async remove(path: string): Promise<void> {
-    this.live.delete(path);
-    await rm(path, { force: true });
+  remove(path: string): Promise<void> {
+    return rm(path, { force: true });
   }
 
-  get count(): number {
-    return this.live.size;
-  }
-
-  async close(): Promise<void> {
-    await rm(this.dir, { recursive: true, force: true });
-    this.live.clear();
+  close(): Promise<void> {
+    return rm(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -67,7 +57,7 @@ const FORM_OVERHEAD_BYTES = 1024 * 1024;
 export function tooLarge(limitBytes: number, reply: FastifyReply): GatewayError {
   // Close the connection after the answer: reading the rest of a huge upload only to discard it is the cost we refuse.
   void reply.header("connection", "close");
-  return new GatewayError("payload_too_large", `The file is larger than the ${limitBytes / MB} MB this server accepts (audio.file_upload_size_mb).`, { param: "file" });
+  return new GatewayError("payload_too_large", `The file is larger than the ${limitBytes / MB} MB this server accepts (rate_limits.file_upload_size_mb).`, { param: "file" });
 }
 
 /** Reads the request into a temp file; the caller removes `upload.file` in a finally, also when this throws. */
@@ -131,7 +121,7 @@ async function receiveJson(body: unknown, limitBytes: number, temp: TempFiles, o
   const base64 = encoded.replace(/^data:[^,]*;base64,/, "").replace(/\s+/g, "");
   if (!BASE64.test(base64)) throw invalidRequest("'file' must be the audio, base64-encoded (a path or URL is not accepted).", "file");
   const audio = Buffer.from(base64, "base64");
-  if (audio.length > limitBytes) throw new GatewayError("payload_too_large", `The file is larger than the ${limitBytes / MB} MB this server accepts (audio.file_upload_size_mb).`, { param: "file" });
+  if (audio.length > limitBytes) throw new GatewayError("payload_too_large", `The file is larger than the ${limitBytes / MB} MB this server accepts (rate_limits.file_upload_size_mb).`, { param: "file" });
   const path = temp.reserve();
   onFile(path);
   await writeFile(path, audio, { flag: "wx", mode: 0o600 });

@@ -144,6 +144,8 @@ export interface WhisperModel {
   path: string;
   multilingual: boolean;
   sizeBytes: number;
+  /** The temperature decoding starts at unless a request gives one. */
+  temperature: number;
   /** Why the model cannot be served (missing or not a whisper file); clients see this, so no folders. */
   error: string | undefined;
   /** Parameters that have no effect, with the reason. */
@@ -188,7 +190,15 @@ export async function describeAudioModels(config: Config, configDir: string): Pr
     const mapped = mapParameters(model.parameters);
     const spec: RunnerSpec = { modelPath: path, multilingual: header?.multilingual ?? false, ...mapped.spec };
     const encoded = Buffer.from(JSON.stringify(spec), "utf8").toString("base64");
-    models.set(id, { id, path, multilingual: spec.multilingual, sizeBytes: header?.sizeBytes ?? 0, error, ignored: mapped.ignored });
+    models.set(id, {
+      id,
+      path,
+      multilingual: spec.multilingual,
+      sizeBytes: header?.sizeBytes ?? 0,
+      temperature: spec.defaults.temperature ?? 0,
+      error,
+      ignored: mapped.ignored,
+    });
     catalogConfigs[id] = {
       aliases: model.aliases,
       // ${HOST} and ${PORT} are filled in (quoted) by the command backend; the spec is base64, so no macro or quote can hide in it.
@@ -198,6 +208,7 @@ export async function describeAudioModels(config: Config, configDir: string): Pr
       ttl: model.ttl,
       pinned: model.pinned,
       preload: model.preload,
+      auto_start: true,
       memory: model.memory ?? estimateWhisperBytes(header?.sizeBytes ?? 0),
     };
   }

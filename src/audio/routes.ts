@@ -14,10 +14,11 @@ import { type AudioService, TranscriptionTimeout } from "./service.js";
 
 export interface AudioRoutesOptions {
   audio: AudioService;
+  /** The listener's `rate_limits.file_upload_size_mb`, in bytes. */
+  uploadLimitBytes: number;
 }
 
-export async function audioRoutes(app: FastifyInstance, { audio }: AudioRoutesOptions): Promise<void> {
-  const limitBytes = audio.uploadLimitBytes;
+export async function audioRoutes(app: FastifyInstance, { audio, uploadLimitBytes: limitBytes }: AudioRoutesOptions): Promise<void> {
   await app.register(multipart, {
     // Our own byte count enforces the file limit as the upload streams (intake.ts); these bound the rest of the form.
     limits: { fileSize: limitBytes + 1, fields: 64, fieldSize: 1024 * 1024, parts: 128, headerPairs: 64 },
@@ -33,6 +34,7 @@ export async function audioRoutes(app: FastifyInstance, { audio }: AudioRoutesOp
       const upload = await receiveUpload(request, reply, { limitBytes, temp: audio.temp }, (path) => (file = path));
       const fields = parseAudioRequest(upload.fields, task);
       const target = audio.resolve(fields.model);
+      audio.check(target, fields);
       if (upload.file === undefined) throw invalidRequest("'file' is required: the audio to transcribe.", "file");
       const done = audio.admit(target);
       try {

@@ -43,7 +43,6 @@ export interface Target {
 export class TranscriptionTimeout extends GatewayError {}
 
 export class AudioService {
-  readonly uploadLimitBytes: number;
   private readonly pending = new Map<string, number>();
   private readonly agent = new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0 });
 
@@ -51,7 +50,6 @@ export class AudioService {
     private readonly options: AudioServiceOptions,
     readonly temp: TempFiles,
   ) {
-    this.uploadLimitBytes = Math.round(options.config.file_upload_size_mb * 1_000_000);
   }
 
   /**
@@ -108,11 +106,6 @@ export class AudioService {
     };
   }
 
-  /** Whether a catalogue entry is a whisper model (for dialects that leave speech-to-text models out). */
-  isSpeechModel(id: string): boolean {
-    return this.options.models.has(id);
-  }
-
   /** Requests of a model that are decoding, waiting for its runner or running. */
   pendingFor(id: string): number {
     return this.pending.get(id) ?? 0;
@@ -123,11 +116,15 @@ export class AudioService {
     return decodeToPcm(file, { ffmpeg, maxDurationS: max_duration_s, signal });
   }
 
-  async transcribe({ entry, model }: Target, request: AudioRequest, audio: DecodedAudio, signal: AbortSignal): Promise<Transcript> {
-    const began = performance.now();
+  /** Checks what only the model can tell (its languages) before any work is done. */
+  check({ entry, model }: Target, request: AudioRequest): void {
     if (!model.multilingual && request.language !== undefined && request.language !== "en") {
       throw invalidRequest(`Model '${entry.id}' is English-only; it cannot transcribe language '${request.language}'.`, "language");
     }
+  }
+
+  async transcribe({ entry, model }: Target, request: AudioRequest, audio: DecodedAudio, signal: AbortSignal): Promise<Transcript> {
+    const began = performance.now();
     const verbose = request.responseFormat === "verbose_json";
     const wantSegments = !verbose || request.granularities.size === 0 || request.granularities.has("segment");
     // OpenAI's translations carry no words.
@@ -147,7 +144,7 @@ export class AudioService {
       language: request.task === "translate" ? "en" : result.language || "en",
       duration: Math.round(audio.duration * 1000) / 1000,
       text: segments ? joinText(segments) : joinText(result.pieces),
-      temperature: request.temperature ?? 0,
+      temperature: request.temperature ?? model.temperature,
       segments,
       words: wantWords ? toWords(result.pieces, audio.duration) : undefined,
     };

@@ -31,6 +31,8 @@ export interface ModelEntry {
   ttlSeconds: number | undefined;
   pinned: boolean;
   preload: boolean;
+  /** false: requests never load it; only a start (API, preload) does. */
+  autoStart: boolean;
   /** Configured memory need in bytes, overriding the GGUF estimate. */
   memoryBytes: number | undefined;
   /** Unix seconds: the file's modification time. */
@@ -120,6 +122,7 @@ async function describe(
     ttlSeconds: model?.ttl,
     pinned: model?.pinned ?? false,
     preload: model?.preload ?? false,
+    autoStart: model?.auto_start ?? true,
     memoryBytes: model?.memory,
     created: 0,
     gguf: undefined,

@@ -7,11 +7,37 @@ import { z } from "zod";
 // 0 asks the OS for a free port (handy for tests and side-by-side instances).
 const port = z.number().int().min(0).max(65535);
 
+/** Per-client limits of one listener (the API reference's defaults); 0 switches a limit off. */
+const rateLimitsSchema = z.strictObject({
+  /** Requests per minute from one client address. */
+  requests_per_minute: z.number().int().min(0).default(100),
+  /** Requests one client address may have in flight at once. */
+  concurrent_requests: z.number().int().min(0).default(10),
+  /** Streaming responses (SSE, NDJSON, WebSocket) one client address may hold open at once. */
+  streaming_connections: z.number().int().min(0).default(5),
+  /** Largest upload (audio files) in MB (10^6 bytes), enforced while it streams in: 413 as soon as it is crossed. */
+  file_upload_size_mb: z.number().positive().default(100),
+  /** Largest JSON request body. */
+  json_body_mb: z.number().positive().default(16),
+  /** Clients on 127.0.0.0/8 and ::1 are not limited. */
+  exempt_loopback: z.boolean().default(false),
+});
+
+const timeoutsSchema = z.strictObject({
+  /** A client must send its request headers within this (slow-header attacks). */
+  headers_s: z.number().positive().default(30),
+  /** A client must send its whole request, body included, within this. */
+  request_s: z.number().positive().default(600),
+  /** A response the client stops reading is abandoned after this long without progress. */
+  write_stall_s: z.number().positive().default(120),
+});
+
 const listenerSchema = (defaultPort: number) =>
   z.strictObject({
     enabled: z.boolean().default(true),
     port: port.default(defaultPort),
     host: z.string().min(1).default("127.0.0.1"),
+    rate_limits: rateLimitsSchema.prefault({}),
   });
 
 /** Backend parameters stay open-ended: each backend maps the ones it knows and warns about the rest. */
@@ -57,6 +83,8 @@ export const modelConfigSchema = z
     pinned: z.boolean().default(false),
     /** Loaded at start-up. */
     preload: z.boolean().default(false),
+    /** false: requests never load it; it must be started (POST /v1/models/{id}/start) or preloaded. */
+    auto_start: z.boolean().default(true),
     /** Memory this model needs, overriding the estimate from its GGUF header. */
     memory: byteSize.optional(),
   })
@@ -90,13 +118,17 @@ export const configSchema = z.strictObject({
   models_dir: z.string().min(1).default("models"),
   proxies: z
     .strictObject({
-      ollama: listenerSchema(11434).default({ enabled: true, port: 11434, host: "127.0.0.1" }),
-      lmstudio: listenerSchema(1234).default({ enabled: true, port: 1234, host: "127.0.0.1" }),
+      ollama: listenerSchema(11434).prefault({}),
+      lmstudio: listenerSchema(1234).prefault({}),
     })
-    .default({
-      ollama: { enabled: true, port: 11434, host: "127.0.0.1" },
-      lmstudio: { enabled: true, port: 1234, host: "127.0.0.1" },
-    }),
+    .prefault({}),
+  /** Slow or silent clients cannot hold a connection or a backend slot forever. */
+  timeouts: timeoutsSchema.prefault({}),
+  /**
+   * API keys clients must send (`Authorization: Bearer KEY` or `x-api-key: KEY`) on every route but
+   * liveness; empty = no authentication. LLAMA_RUNNER_API_KEYS (comma-separated) adds more.
+   */
+  api_keys: z.array(z.string().min(8, "API keys must be at least 8 characters")).default([]),
   /**
    * The Ollama and LM Studio dialects (src/dialects/ollama, src/dialects/lmstudio): the version the Ollama API
    * reports and the browser origins allowed to call either listener.
@@ -141,8 +173,6 @@ export const configSchema = z.strictObject({
           }),
         )
         .default({}),
-      /** Largest upload accepted, in MB (10^6 bytes); larger ones get 413 as soon as the limit is crossed. */
-      file_upload_size_mb: z.number().positive().default(100),
       /** Longest decoded audio accepted, in seconds (decoded audio is held in memory: 32 kB per second). */
       max_duration_s: z.number().positive().default(10800),
       /** Seconds one transcription may run before it is stopped (its runner is recycled) and answered 503. */
@@ -154,7 +184,53 @@ export const configSchema = z.strictObject({
       /** Folder for upload temp files (one per request, always removed); default: the OS temp folder. */
       temp_dir: z.string().min(1).optional(),
     })
-    .default({ models: {}, file_upload_size_mb: 100, max_duration_s: 10800, timeout_s: 600, max_queue: 16, ffmpeg: "ffmpeg" }),
+    .default({ models: {}, max_duration_s: 10800, timeout_s: 600, max_queue: 16, ffmpeg: "ffmpeg" }),
+  /** Webhooks (src/gateway/webhooks): registrations and their delivery queue live in SQLite under LLAMA_RUNNER_HOME. */
+  webhooks: z
+    .strictObject({
+      /** Seconds one delivery attempt may take (connect, answer and body) before it counts as failed. */
+      timeout_s: z.number().positive().default(10),
+      /** Attempts per delivery, the first included; then it is marked failed. */
+      max_attempts: z.number().int().min(1).default(8),
+      /** Wait before the first retry; it doubles with every further attempt (with 20 % jitter). */
+      retry_initial_s: z.number().positive().default(2),
+      /** The longest wait between two attempts. */
+      retry_max_s: z.number().positive().default(600),
+      /** Undelivered events one webhook may have queued; events beyond it are logged as failed at once. */
+      max_pending: z.number().int().min(1).default(1000),
+      /** Finished deliveries kept per webhook for the delivery log. */
+      log_retention: z.number().int().min(1).default(200),
+      /** Deliveries in flight at once, over all webhooks (each webhook gets its events one at a time, in order). */
+      concurrency: z.number().int().min(1).default(4),
+    })
+    .prefault({}),
+  /** The WebSocket API at /v1/ws (src/gateway/websocket). */
+  websocket: z
+    .strictObject({
+      /** Seconds between pings; a client that has not answered the previous ping by then is disconnected. */
+      ping_interval_s: z.number().positive().default(30),
+      /** Largest message a client may send, in bytes. */
+      max_message_bytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+      /** Chats one connection may run at once. */
+      max_concurrent_chats: z.number().int().min(1).default(4),
+      /** Bytes queued for a slow client before a chat stops reading its backend until the client catches up. */
+      high_water_bytes: z.number().int().min(1024).default(1024 * 1024),
+    })
+    .prefault({}),
+  /** GET /metrics (src/gateway/metrics): Prometheus text. */
+  metrics: z
+    .strictObject({
+      /** Also export the Node.js process metrics (CPU, memory, event loop lag, GC). */
+      process_metrics: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** GET /logs and /logs/stream (src/gateway/logs). */
+  logs: z
+    .strictObject({
+      /** Lines kept per source (the gateway, each backend). */
+      buffer_lines: z.number().int().min(10).default(1000),
+    })
+    .prefault({}),
   /** Create and serve a tiny random-weight demo model when no model is configured or discovered. */
   demo_model: z.boolean().default(true),
 }).superRefine((config, ctx) => {

@@ -7,6 +7,7 @@ export const ErrorCodes = {
   model_not_found: 404,
   model_not_loaded: 400,
   invalid_request: 400,
+  invalid_api_key: 401,
   payload_too_large: 413,
   rate_limit_exceeded: 429,
   server_error: 500,

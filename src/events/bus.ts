@@ -26,6 +26,27 @@ export interface GatewayEvents {
 
 export type EventName = keyof GatewayEvents;
 
+/**
+ * Every event kind, at run time (webhook registrations and WebSocket subscriptions are checked against
+ * it). A Record over `EventName`, so an event added to `GatewayEvents` without an entry here is a type error.
+ */
+const EVENT_KINDS: Record<EventName, true> = {
+  "model.loading": true,
+  "model.started": true,
+  "model.stopped": true,
+  "model.error": true,
+  "transcription.completed": true,
+};
+
+/** In a webhook's or a WebSocket subscription's event list: every event, present and future. */
+export const ALL_EVENTS = "*";
+
+export const EVENT_NAMES: readonly EventName[] = Object.freeze(Object.keys(EVENT_KINDS) as EventName[]);
+
+export function isEventName(value: unknown): value is EventName {
+  return typeof value === "string" && Object.hasOwn(EVENT_KINDS, value);
+}
+
 export interface EventEnvelope<K extends EventName = EventName> {
   event: K;
   timestamp: string;

@@ -27,6 +27,8 @@ export class InferenceService {
     private readonly catalog: Catalog,
     private readonly lifecycle: Lifecycle,
     private readonly upstream: UpstreamClient,
+    /** Speech-to-text models: they share the catalogue but serve only /v1/audio. */
+    private readonly speechModels: ReadonlySet<string> = new Set(),
   ) {}
 
   resolve(name: string): ModelEntry {
@@ -42,8 +44,15 @@ export class InferenceService {
     keepAliveMs?: number | null,
   ): Promise<Exchange> {
     const entry = this.resolve(body.model);
+    if (this.speechModels.has(entry.id)) {
+      // Refused before a load: a chat request must not start (or evict a chat model for) a whisper runner.
+      throw invalidRequest(`Model '${entry.id}' is a speech-to-text model; use /v1/audio/transcriptions or /v1/audio/translations.`, "model");
+    }
     if (entry.gguf?.isEmbedding && endpoint !== "embeddings") {
       throw invalidRequest(`Model '${entry.id}' is an embedding model; it serves /v1/embeddings only.`, "model");
+    }
+    if (!entry.autoStart && this.lifecycle.status(entry.id).state !== "ready") {
+      throw new GatewayError("model_not_loaded", `Model '${entry.id}' is not loaded and does not load on demand; start it with POST /v1/models/${encodeURIComponent(entry.id)}/start.`, { param: "model" });
     }
     const payload = JSON.stringify({ ...body, model: entry.upstreamModel });
     const lease = await this.lifecycle.acquire(entry, { signal, keepAliveMs });

@@ -4,24 +4,14 @@
  * released whatever happens.
  */
 import type { ServerResponse } from "node:http";
+import { writeWithBackpressure } from "./backpressure.js";
 import type { Exchange } from "./inference.js";
 
 export interface RelayOptions {
   /** How this dialect reports an error once a stream has started (a status can no longer be sent). */
   streamError(message: string): string;
-}
-
-/** A client that stops reading and then hangs up never drains: its close must end the wait too. */
-function drainOrClose(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
+  /** How long a client may leave a full socket unread before the response is abandoned. */
+  stallMs: number;
 }
 
 export async function relay(res: ServerResponse, exchange: Exchange, options: RelayOptions): Promise<void> {
@@ -39,7 +29,8 @@ export async function relay(res: ServerResponse, exchange: Exchange, options: Re
     res.writeHead(response.statusCode, headers);
     if (streaming) res.flushHeaders();
     for await (const chunk of response.body) {
-      if (!res.write(chunk)) await drainOrClose(res);
+      const full = writeWithBackpressure(res, chunk, options.stallMs);
+      if (full) await full;
       if (res.destroyed) break;
     }
     res.end();

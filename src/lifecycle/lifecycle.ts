@@ -149,6 +149,13 @@ export class Lifecycle {
     };
   }
 
+  /** Requests waiting for a backend (queued, or waiting for a load), by model: the queue depth in /metrics. */
+  queueDepth(): Map<string, number> {
+    const depth = new Map<string, number>();
+    for (const { model } of this.waiters.values()) depth.set(model, (depth.get(model) ?? 0) + 1);
+    return depth;
+  }
+
   /** Last lines a model's backend printed (empty when it never ran in this gateway). */
   logTail(id: string, lines?: number): string[] {
     return this.supervisors.get(id)?.logTail(lines) ?? [];

@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { LaunchPlan } from "../backends/index.js";
 import type { ModelEntry } from "../catalog/catalog.js";
 import { GatewayError } from "../errors/index.js";
+import { publishBackendLog } from "../events/channels.js";
 import { waitHealthy } from "../runner/health.js";
 import { freePort } from "../runner/ports.js";
 import { BackendProcess, describeExit, type ExitInfo, type SpawnSpec, withWatchdog } from "../runner/process.js";
@@ -66,6 +67,7 @@ export class Supervisor {
     }
     const child = BackendProcess.spawn(plan.watchesStdin ? plan.spawn : withWatchdog(plan.spawn));
     this.process = child;
+    child.logs.onLine = (line) => publishBackendLog(this.entry.id, line);
     this.port = port;
     this.baseUrl = `http://${host}:${port}`;
     this.stopCommand = plan.stop;

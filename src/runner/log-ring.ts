@@ -2,6 +2,8 @@
 export class LogRing {
   private readonly lines: string[] = [];
   private partial = "";
+  /** Called with every complete line as it is stored (the live logs: src/gateway/logs). */
+  onLine: ((line: string) => void) | undefined;
 
   constructor(private readonly capacity = 500) {}
 
@@ -23,5 +25,6 @@ export class LogRing {
   private add(line: string): void {
     this.lines.push(line);
     if (this.lines.length > this.capacity) this.lines.shift();
+    this.onLine?.(line);
   }
 }

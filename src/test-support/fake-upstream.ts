@@ -126,13 +126,21 @@ function stream(res: ServerResponse, body: Record<string, unknown>, chat: boolea
   res.on("close", () => clearTimeout(timer));
   const next = () => {
     if (res.destroyed) return;
-    if (sent < chunkCount) {
+    while (sent < chunkCount) {
       sent++;
       const crash = crashAfter !== undefined && sent >= crashAfter;
       // The crash waits for the chunk to reach the socket, so the client really has N chunks.
-      res.write(event([choice(`tok${sent} `, null)]), crash ? () => process.kill(process.pid, "SIGKILL") : undefined);
-      if (!crash) timer = setTimeout(next, chunkDelayMs);
-      return;
+      const room = res.write(event([choice(`tok${sent} `, null)]), crash ? () => process.kill(process.pid, "SIGKILL") : undefined);
+      if (crash) return;
+      if (chunkDelayMs > 0) {
+        timer = setTimeout(next, chunkDelayMs);
+        return;
+      }
+      // Without a delay it is a firehose, limited only by the reader: write until the socket is full.
+      if (!room) {
+        res.once("drain", next);
+        return;
+      }
     }
     res.write(event([choice(undefined, "stop")]));
     if (wantUsage) res.write(event([], { usage }));

@@ -21,13 +21,20 @@ export interface TestGateway {
 export async function startGateway(config: Record<string, unknown> = {}): Promise<TestGateway> {
   const home = await mkdtemp(join(tmpdir(), "lr-gateway-"));
   const configFile = join(home, "config.json");
+  // Tests send far more than 100 requests a minute from loopback; the limit tests switch this off.
+  const proxies = (config["proxies"] ?? {}) as Record<string, { rate_limits?: Record<string, unknown> } | undefined>;
+  const listener = (name: string) => ({
+    port: 0,
+    ...proxies[name],
+    rate_limits: { exempt_loopback: true, ...proxies[name]?.rate_limits },
+  });
   await writeFile(
     configFile,
     JSON.stringify({
       demo_model: false,
       models_dir: join(home, "models"),
-      proxies: { ollama: { port: 0 }, lmstudio: { port: 0 } },
       ...config,
+      proxies: { ollama: listener("ollama"), lmstudio: listener("lmstudio") },
     }),
   );
   const app = await buildApp({ configFile, home, logger: pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" }) });

@@ -23,6 +23,8 @@ export interface LmStudioRoutesOptions {
   inference: InferenceService;
   /** The gateway's version, reported as the runtime's. */
   version: string;
+  /** How long a client may leave a full socket unread (config `timeouts.write_stall_s`), in ms. */
+  stallMs: number;
   /** Catalogue entries this API serves (default all): speech-to-text models are left out. */
   served?: (entry: ModelEntry) => boolean;
 }
@@ -132,7 +134,7 @@ export async function lmStudioRoutes(app: FastifyInstance, options: LmStudioRout
     const exchange = await inference.send(endpoint, body, signal, keepAliveMs);
     if (body["stream"] === true || endpoint === "embeddings" || exchange.response.statusCode >= 400) {
       reply.hijack();
-      await relay(reply.raw, exchange, { streamError: openAIStreamError });
+      await relay(reply.raw, exchange, { streamError: openAIStreamError, stallMs: options.stallMs });
       return reply;
     }
     let answer: Record<string, unknown>;

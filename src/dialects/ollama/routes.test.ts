@@ -39,7 +39,7 @@ function app(script: string, sent: Array<Record<string, unknown>> = []): { app: 
   const catalog = { entries: [entry], resolve: (name: string) => (name === "m" || name === "m:latest" ? entry : undefined) } as unknown as Catalog;
   const lifecycle = { status: () => ({ state: "ready", inFlight: 0 }) } as unknown as Lifecycle;
   const server = Fastify();
-  void server.register(ollamaRoutes, { catalog, lifecycle, inference, ollamaVersion: "0.12.6" });
+  void server.register(ollamaRoutes, { catalog, lifecycle, inference, ollamaVersion: "0.12.6", stallMs: 60_000 });
   return { app: server, released: () => released };
 }
 
@@ -110,7 +110,7 @@ test("entries the API does not serve (speech-to-text models) are neither listed 
   const catalog = { entries: [entry, whisper], resolve: (name: string) => [entry, whisper].find((e) => e.id === name.replace(/:latest$/, "")) } as unknown as Catalog;
   const lifecycle = { status: () => ({ state: "ready", inFlight: 0 }) } as unknown as Lifecycle;
   const server = Fastify();
-  void server.register(ollamaRoutes, { catalog, lifecycle, inference: {} as InferenceService, ollamaVersion: "0.12.6", served: (e) => e.id !== "whisper-base" });
+  void server.register(ollamaRoutes, { catalog, lifecycle, inference: {} as InferenceService, ollamaVersion: "0.12.6", stallMs: 60_000, served: (e) => e.id !== "whisper-base" });
   const tags = (await server.inject({ method: "GET", url: "/api/tags" })).json<{ models: Array<{ name: string }> }>();
   assert.deepEqual(tags.models.map((m) => m.name), ["m:latest"]);
   const ps = (await server.inject({ method: "GET", url: "/api/ps" })).json<{ models: Array<{ name: string }> }>();

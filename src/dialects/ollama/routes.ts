@@ -39,6 +39,8 @@ export interface OllamaRoutesOptions {
   inference: InferenceService;
   /** What `/api/version` reports (config `ollama.version`). */
   ollamaVersion: string;
+  /** How long a client may leave a full socket unread (config `timeouts.write_stall_s`), in ms. */
+  stallMs: number;
   /** Catalogue entries this API serves (default all): speech-to-text models are left out. */
   served?: (entry: ModelEntry) => boolean;
 }
@@ -115,7 +117,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
       // An error before the first piece still gets its own status, as Ollama's streamResponse does.
       const first = await events.next();
       reply.hijack();
-      const out = new NdjsonWriter(reply.raw);
+      const out = new NdjsonWriter(reply.raw, options.stallMs);
       try {
         for (let step = first; out.open; step = await events.next()) {
           if (step.done) {
@@ -163,7 +165,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
     };
     if (!stream) return body;
     reply.hijack();
-    const out = new NdjsonWriter(reply.raw);
+    const out = new NdjsonWriter(reply.raw, options.stallMs);
     await out.write(body);
     out.end();
     return reply;
@@ -400,7 +402,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
     const hex = digest(entry);
     const size = sizeBytes(entry);
     reply.hijack();
-    const out = new NdjsonWriter(reply.raw);
+    const out = new NdjsonWriter(reply.raw, options.stallMs);
     for (const line of [
       { status: "pulling manifest" },
       { status: `pulling ${hex.slice(0, 12)}`, digest: `sha256:${hex}`, total: size, completed: size },

@@ -3,8 +3,8 @@
  * NDJSON writer Ollama clients read: one compact JSON object and `\n` per line, each written (and so
  * flushed) as it is produced, with backpressure.
  */
-import { once } from "node:events";
 import type { ServerResponse } from "node:http";
+import { writeWithBackpressure } from "../../gateway/backpressure.js";
 import type { Timings, Usage } from "../../protocol/openai.js";
 import type { SseJson } from "../../upstream/sse-reader.js";
 
@@ -128,7 +128,10 @@ export function metrics(summary: StreamSummary, clock: { started: number; answer
 
 /** Ollama's NDJSON stream on a raw response. */
 export class NdjsonWriter {
-  constructor(private readonly res: ServerResponse) {
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly stallMs: number,
+  ) {
     res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-cache", "x-accel-buffering": "no" });
     res.flushHeaders();
   }
@@ -139,7 +142,7 @@ export class NdjsonWriter {
 
   async write(value: unknown): Promise<void> {
     if (!this.open) return;
-    if (!this.res.write(`${JSON.stringify(value)}\n`)) await Promise.race([once(this.res, "drain"), once(this.res, "close")]);
+    await writeWithBackpressure(this.res, `${JSON.stringify(value)}\n`, this.stallMs);
   }
 
   end(line?: string): void {

@@ -18,6 +18,7 @@ function entry(overrides: Partial<ModelEntry> = {}, flat: Record<string, string 
     path: "/models/secret/m.gguf",
     upstreamModel: "m",
     runtime: "embedded",
+    autoStart: true,
     parameters: { ctx_size: 2048 },
     command: undefined,
     stopCommand: undefined,

@@ -6,6 +6,7 @@ const TYPES: Record<ErrorCode, string> = {
   model_not_found: "invalid_request_error",
   model_not_loaded: "invalid_request_error",
   invalid_request: "invalid_request_error",
+  invalid_api_key: "invalid_request_error",
   payload_too_large: "invalid_request_error",
   rate_limit_exceeded: "rate_limit_error",
   server_error: "server_error",

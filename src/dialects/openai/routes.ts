@@ -14,6 +14,8 @@ export interface OpenAIRoutesOptions {
   catalog: Catalog;
   lifecycle: Lifecycle;
   inference: InferenceService;
+  /** How long a client may leave a full socket unread (config `timeouts.write_stall_s`), in ms. */
+  stallMs: number;
 }
 
 export function modelObject(entry: ModelEntry, lifecycle: Lifecycle) {
@@ -26,7 +28,7 @@ export function modelObject(entry: ModelEntry, lifecycle: Lifecycle) {
   };
 }
 
-export async function openAIRoutes(app: FastifyInstance, { catalog, lifecycle, inference }: OpenAIRoutesOptions): Promise<void> {
+export async function openAIRoutes(app: FastifyInstance, { catalog, lifecycle, inference, stallMs }: OpenAIRoutesOptions): Promise<void> {
   app.get("/v1/models", async () => ({
     object: "list",
     data: catalog.entries.map((entry) => modelObject(entry, lifecycle)),
@@ -42,7 +44,7 @@ export async function openAIRoutes(app: FastifyInstance, { catalog, lifecycle, i
     const signal = abortOnClientClose(reply.raw);
     const exchange = await inference.send(endpoint, body, signal);
     reply.hijack();
-    await relay(reply.raw, exchange, { streamError: openAIStreamError });
+    await relay(reply.raw, exchange, { streamError: openAIStreamError, stallMs });
   };
 
   app.post("/v1/chat/completions", (request, reply) => forward("chat", parseBody(chatCompletionRequestSchema, request.body), reply));

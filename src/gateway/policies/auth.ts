@@ -1,0 +1,58 @@
+/**
+ * API keys. With keys configured every route needs one (Authorization: Bearer KEY or x-api-key:
+ * KEY) except liveness and CORS preflights; with none configured every request passes, an empty
+ * bearer token included (GitHub Copilot sends one).
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { GatewayError } from "../../errors/index.js";
+
+/** Liveness probes stay open so a load balancer or a client's "is it up?" check needs no key. */
+export function isLiveness(request: FastifyRequest): boolean {
+  const path = request.url.split("?")[0];
+  return path === "/health" || (path === "/" && (request.method === "GET" || request.method === "HEAD"));
+}
+
+const digest = (value: string) => createHash("sha256").update(value).digest();
+
+export function presentedKey(request: FastifyRequest): string | undefined {
+  const header = request.headers["authorization"];
+  if (typeof header === "string") {
+    const match = /^Bearer\s+(.*)$/i.exec(header.trim());
+    if (match && match[1]) return match[1].trim();
+  }
+  const apiKey = request.headers["x-api-key"];
+  return typeof apiKey === "string" && apiKey.length > 0 ? apiKey : undefined;
+}
+
+/**
+ * Compares digests, so every comparison takes the same time whatever the key's length or how much
+ * of it matches; and it checks every configured key, so which one matched does not show either.
+ */
+export function keyMatches(candidate: string, keys: readonly Buffer[]): boolean {
+  const given = digest(candidate);
+  let matched = false;
+  for (const key of keys) matched = timingSafeEqual(given, key) || matched;
+  return matched;
+}
+
+export function registerAuth(app: FastifyInstance, keys: readonly string[]): void {
+  if (keys.length === 0) return;
+  const digests = keys.map(digest);
+  app.addHook("onRequest", async (request) => {
+    if (request.method === "OPTIONS" || isLiveness(request)) return;
+    const candidate = presentedKey(request);
+    if (candidate === undefined) {
+      throw new GatewayError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.");
+    }
+    if (!keyMatches(candidate, digests)) throw new GatewayError("invalid_api_key", "Incorrect API key provided.");
+    request.authenticated = true;
+  });
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** True when the request carried a valid API key (only possible when keys are configured). */
+    authenticated: boolean;
+  }
+}
