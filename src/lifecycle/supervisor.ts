@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { LaunchPlan } from "../backends/index.js";
 import type { ModelEntry } from "../catalog/catalog.js";
 import { GatewayError } from "../errors/index.js";
+import { redactPaths } from "../errors/redact.js";
 import { publishBackendLog } from "../events/channels.js";
 import { waitHealthy } from "../runner/health.js";
 import { freePort } from "../runner/ports.js";
@@ -125,7 +126,8 @@ export class Supervisor {
   }
 
   private withLogTail(message: string): string {
-    const tail = this.logTail().join("\n");
+    // These messages reach clients: backends print full model paths, clients must not see folders.
+    const tail = redactPaths(this.logTail().join("\n"));
     return tail ? `${message}\nLast log lines:\n${tail}` : message;
   }
 }

@@ -2,6 +2,7 @@
  * Model management and system endpoints (`/v1/models/{id}/...`, `/v1/system/status`,
  * `/v1/server/info`), on both listeners, in the API reference's shapes.
  */
+import { basename } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Catalog, ModelEntry } from "../../catalog/catalog.js";
 import { modelNotFound } from "../../errors/index.js";
@@ -84,7 +85,8 @@ export async function managementRoutes(app: FastifyInstance, { catalog, lifecycl
     const status = lifecycle.status(entry.id);
     return {
       id: entry.id,
-      path: entry.path ?? entry.url ?? null,
+      // The full path only for a client that proved a key; anyone else learns the file name, not the folders.
+      path: request.authenticated ? (entry.path ?? entry.url ?? null) : entry.path ? basename(entry.path) : null,
       size: entry.gguf?.sizeBytes ?? 0,
       parameters: entry.gguf?.parameterCount ?? 0,
       format: entry.gguf ? "GGUF" : null,

@@ -1,0 +1,76 @@
+/**
+ * Section 5, memory: the gateway's RSS idle, with many streams open at once, and idle again after
+ * each of several rounds of load (streams plus a burst of small requests), to catch growth.
+ */
+import { chatBody, type Ctx, load, startFake, startGatewayTarget } from "./context.js";
+import { runStreams } from "./streams.js";
+import { median, nowMs, rssBytes, sleep } from "./util.js";
+
+export interface MemoryResult {
+  streams: number;
+  /** RSS right after start-up (listening, nothing served yet). */
+  idleBytes: number;
+  /** Peak RSS per round while `streams` streams were open. */
+  openPeakBytes: number[];
+  /** RSS after each round, once idle again. */
+  afterRoundBytes: number[];
+  /** Max open-streams peak over the rounds. */
+  maxOpenBytes: number;
+  /** afterRound[last] − afterRound[0]. */
+  growthBytes: number;
+  streamErrors: number;
+}
+
+export async function memory(ctx: Ctx): Promise<MemoryResult> {
+  const { sizes } = ctx;
+  const upstream = await startFake(ctx);
+  // A realistic catalogue: besides the upstream, a GGUF model (never loaded here) whose header is read at start-up.
+  const target = await startGatewayTarget(ctx, upstream, { parallel: 1024, maxQueue: 1024, name: "memory", extraModels: { "local-gguf": { model_path: ctx.modelPath } } });
+  const pid = target.rssPid!;
+  try {
+    await sleep(sizes.quick ? 500 : 1500);
+    const idleBytes = median([rssBytes(pid), (await sleep(200), rssBytes(pid)), (await sleep(200), rssBytes(pid))]);
+    ctx.log(`  memory: idle ${(idleBytes / 2 ** 20).toFixed(1)} MB`);
+    const openPeakBytes: number[] = [];
+    const afterRoundBytes: number[] = [];
+    let streamErrors = 0;
+    // Each stream lasts ~2 s (quick: ~0.5 s): a chunk every 50 ms.
+    const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Hello" }], stream: true, max_tokens: sizes.quick ? 10 : 40, x_delay_ms: 50 });
+    for (let round = 0; round < sizes.memoryRounds; round++) {
+      let peak = 0;
+      let openAt = NaN;
+      const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 50);
+      const r = await runStreams({
+        url: `${target.url}/v1/chat/completions`,
+        body,
+        streams: sizes.memoryStreams,
+        timeoutMs: 60_000,
+        onAllOpen: () => {
+          openAt = nowMs();
+          peak = Math.max(peak, rssBytes(pid));
+        },
+      });
+      clearInterval(sampler);
+      streamErrors += r.errors;
+      if (Number.isNaN(openAt)) ctx.log(`  memory: not all ${sizes.memoryStreams} streams were open at once (errors ${r.errors})`);
+      await load(ctx, { url: `${target.url}/v1/chat/completions`, body: chatBody(), connections: 64, durationS: sizes.quick ? 1 : 2 });
+      await sleep(sizes.quick ? 300 : 1000);
+      const after = rssBytes(pid);
+      openPeakBytes.push(peak);
+      afterRoundBytes.push(after);
+      ctx.log(`  memory round ${round + 1}: ${sizes.memoryStreams} open streams peak ${(peak / 2 ** 20).toFixed(1)} MB, idle after ${(after / 2 ** 20).toFixed(1)} MB, errors ${r.errors}`);
+    }
+    return {
+      streams: sizes.memoryStreams,
+      idleBytes,
+      openPeakBytes,
+      afterRoundBytes,
+      maxOpenBytes: Math.max(...openPeakBytes),
+      growthBytes: (afterRoundBytes.at(-1) ?? NaN) - (afterRoundBytes[0] ?? NaN),
+      streamErrors,
+    };
+  } finally {
+    await target.stop();
+    await upstream.stop();
+  }
+}

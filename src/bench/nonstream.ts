@@ -1,0 +1,115 @@
+/**
+ * Section 1, proxy overhead on non-streaming requests: a small chat request (`max_tokens: 1`) to an
+ * upstream directly, through nginx, through a bare Node proxy and through the gateway, at several
+ * concurrencies, with each proxy's CPU per request from /proc.
+ */
+import {
+  chatBody,
+  type Ctx,
+  directTarget,
+  load,
+  startBareProxy,
+  startFake,
+  startGatewayTarget,
+  startLlamaServer,
+  startNginxTarget,
+  type Target,
+  type Upstream,
+} from "./context.js";
+import { AUTH_HEADERS } from "./gateway.js";
+import type { LoadResult } from "./load.js";
+import { pairedLatency, type PairedResult } from "./paired.js";
+import { cpuMs, cpuMsOf, median } from "./util.js";
+
+export interface LoadRow {
+  upstream: string;
+  target: Target["name"];
+  concurrency: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** The proxy's own CPU per request (µs); NaN for direct. */
+  proxyCpuUs: number;
+  /** The upstream's CPU per request (µs). */
+  upstreamCpuUs: number;
+  errors: number;
+  generator: LoadResult["generator"];
+  reps: { rps: number; p50Ms: number; p99Ms: number; proxyCpuUs: number; upstreamCpuUs: number; errors: number }[];
+}
+
+export interface NonStreamResult {
+  upstream: string;
+  rows: LoadRow[];
+  /** Concurrency 1, requests to the targets in turn: latency medians free of drift between runs. */
+  paired: PairedResult[];
+  notes: string[];
+}
+
+export async function measureLoad(ctx: Ctx, upstream: Upstream, targets: Target[], body: string, label: string): Promise<LoadRow[]> {
+  const { sizes } = ctx;
+  // Warm-up: JIT, connection pools, llama-server's prompt cache (a quick run has no time for it).
+  if (!sizes.quick) for (const target of targets) await load(ctx, { url: `${target.url}/v1/chat/completions`, body, connections: 16, durationS: 2 });
+  const reps = new Map<string, LoadRow["reps"]>();
+  const generators = new Map<string, LoadResult["generator"]>();
+  // Round-robin over targets inside each repetition, so drifting background load hits all of them alike.
+  for (let rep = 0; rep < sizes.reps; rep++) {
+    for (const c of sizes.concurrency) {
+      for (const target of targets) {
+        const p0 = cpuMsOf(target.pids());
+        const u0 = cpuMs(upstream.pid);
+        const r = await load(ctx, { url: `${target.url}/v1/chat/completions`, body, connections: c, durationS: sizes.durationS });
+        const proxyCpuUs = target.name === "direct" ? NaN : ((cpuMsOf(target.pids()) - p0) * 1000) / Math.max(1, r.requests);
+        const upstreamCpuUs = ((cpuMs(upstream.pid) - u0) * 1000) / Math.max(1, r.requests);
+        const key = `${target.name}@${c}`;
+        generators.set(key, r.generator);
+        reps.set(key, [...(reps.get(key) ?? []), { rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, proxyCpuUs, upstreamCpuUs, errors: r.errors }]);
+        ctx.log(`  ${label} ${target.name.padEnd(9)} c=${String(c).padEnd(3)} rep ${rep + 1}: ${Math.round(r.rps)} req/s p50 ${r.p50Ms.toFixed(3)} ms p99 ${r.p99Ms.toFixed(3)} ms cpu ${Number.isFinite(proxyCpuUs) ? Math.round(proxyCpuUs) : "-"} µs/req${r.errors ? ` ERRORS ${r.errors}` : ""}`);
+      }
+    }
+  }
+  const rows: LoadRow[] = [];
+  for (const c of sizes.concurrency) {
+    for (const target of targets) {
+      const list = reps.get(`${target.name}@${c}`) ?? [];
+      rows.push({
+        upstream: upstream.name,
+        target: target.name,
+        concurrency: c,
+        rps: median(list.map((r) => r.rps)),
+        p50Ms: median(list.map((r) => r.p50Ms)),
+        p99Ms: median(list.map((r) => r.p99Ms)),
+        proxyCpuUs: median(list.map((r) => r.proxyCpuUs)),
+        upstreamCpuUs: median(list.map((r) => r.upstreamCpuUs)),
+        errors: list.reduce((s, r) => s + r.errors, 0),
+        generator: generators.get(`${target.name}@${c}`) ?? "wrk",
+        reps: list,
+      });
+    }
+  }
+  return rows;
+}
+
+export async function nonStreaming(ctx: Ctx, kind: "fake" | "llama-server"): Promise<NonStreamResult> {
+  const notes: string[] = [];
+  const upstream = kind === "fake" ? await startFake(ctx) : await startLlamaServer(ctx);
+  // The gateway admits as many requests at once as the backend has slots (llama-server: --parallel 4),
+  // as it does for a llama-runtimes model; the fake has no slots, so it is not limited.
+  const parallel = kind === "fake" ? 256 : 4;
+  const targets: Target[] = [directTarget(upstream)];
+  try {
+    const nginx = await startNginxTarget(ctx, upstream);
+    if (nginx) targets.push(nginx);
+    else notes.push("nginx not available: no nginx rows");
+    targets.push(await startBareProxy(ctx, upstream));
+    targets.push(await startGatewayTarget(ctx, upstream, { parallel, maxQueue: 1024, name: `nonstream-${kind}`, profile: kind === "fake" }));
+    const rows = await measureLoad(ctx, upstream, targets, chatBody(), kind);
+    if (!ctx.tools.wrk) notes.push("wrk not available: the Node stand-in generated the load (its own CPU cost shows in the numbers)");
+    const rounds = ctx.sizes.quick ? 50 : kind === "fake" ? 3000 : 500;
+    const paired = await pairedLatency(targets, { body: chatBody(), rounds, headers: AUTH_HEADERS });
+    ctx.log(`  ${kind} paired c=1 p50: ${paired.map((p) => `${p.target} ${p.p50Ms.toFixed(3)} ms`).join(", ")}`);
+    return { upstream: kind, rows, paired, notes };
+  } finally {
+    for (const t of targets) await t.stop();
+    await upstream.stop();
+  }
+}
