@@ -117,15 +117,31 @@ export interface NetworkPolicyOptions {
   boundToLoopback?: () => boolean;
 }
 
+const KNOWN_HEADERS = new Set(ALLOWED_HEADERS.map((h) => h.toLowerCase()));
+
 /** Headers a preflight may use: Ollama's list plus any `x-stainless-*` the client names. */
 function allowedHeadersFor(request: FastifyRequest): string[] {
   const asked = String(request.headers["access-control-request-headers"] ?? "")
     .split(",")
     .map((h) => h.trim())
     .filter((h) => /^x-stainless-[a-z0-9-]+$/i.test(h));
-  const known = new Set(ALLOWED_HEADERS.map((h) => h.toLowerCase()));
-  return [...ALLOWED_HEADERS, ...asked.filter((h) => !known.has(h.toLowerCase()))];
+  return [...ALLOWED_HEADERS, ...asked.filter((h) => !KNOWN_HEADERS.has(h.toLowerCase()))];
 }
+
+/** The CORS options of every request that is not a preflight: built once, not per request. */
+const SIMPLE_REQUEST_OPTIONS = {
+  origin: true,
+  methods: [...ALLOWED_METHODS],
+  allowedHeaders: [...ALLOWED_HEADERS],
+  maxAge: PREFLIGHT_MAX_AGE_S,
+  strictPreflight: false,
+};
+
+/** Headers @fastify/cors sets on a request that is not a preflight (a preflight is answered in its hook). */
+const CORS_RESPONSE_HEADERS = ["access-control-allow-origin", "access-control-allow-credentials", "access-control-expose-headers", "vary"];
+
+/** The Host rule's verdict per Host header: clients send the same one or two values over and over. */
+const HOST_VERDICTS_MAX = 256;
 
 /**
  * Installs the policy on a listener. Call it before registering the routes: Fastify gives a route the
@@ -133,46 +149,59 @@ function allowedHeadersFor(request: FastifyRequest): string[] {
  */
 export function registerNetworkPolicy(app: FastifyInstance, options: NetworkPolicyOptions): void {
   const extra = (options.origins ?? []).map(originPattern);
+  // The bound address does not change once the listener listens: read it once, not per request.
+  let loopback: boolean | undefined;
   const boundToLoopback =
     options.boundToLoopback ??
     (() => {
+      if (loopback !== undefined) return loopback;
       const address = app.server.address();
-      return typeof address === "object" && address !== null && isLoopback(address.address);
+      if (typeof address !== "object" || address === null) return false;
+      return (loopback = isLoopback(address.address));
     });
+  const hostVerdicts = new Map<string | undefined, boolean>();
+  const hostOk = (host: string | undefined): boolean => {
+    let verdict = hostVerdicts.get(host);
+    if (verdict === undefined) {
+      verdict = hostAllowed(host);
+      if (hostVerdicts.size >= HOST_VERDICTS_MAX) hostVerdicts.clear();
+      hostVerdicts.set(host, verdict);
+    }
+    return verdict;
+  };
 
-  app.addHook("onRequest", async function networkPolicy(request: FastifyRequest, reply: FastifyReply) {
+  // Callback-style hooks: an async hook costs a promise and a microtask hop on every request.
+  app.addHook("onRequest", function networkPolicy(request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) {
     const host = request.headers.host;
-    if (boundToLoopback() && !hostAllowed(host)) {
-      return reply.code(403).send(options.forbidden(`Forbidden: Host "${host ?? ""}" is not a local name (DNS rebinding protection).`, request));
+    if (boundToLoopback() && !hostOk(host)) {
+      void reply.code(403).send(options.forbidden(`Forbidden: Host "${host ?? ""}" is not a local name (DNS rebinding protection).`, request));
+      return;
     }
     const origin = request.headers.origin;
     if (origin !== undefined && !originAllowed(origin, extra, host)) {
-      return reply
+      void reply
         .code(403)
         .send(options.forbidden(`Forbidden: origin "${origin}" is not allowed; add it to "ollama.origins" in config.json.`, request));
+      return;
     }
-    return undefined;
+    done();
   });
 
   void app.register(fastifyCors, {
     delegator: (request: FastifyRequest, callback: (error: Error | null, options: Record<string, unknown>) => void) => {
-      callback(null, {
-        // Reached only for allowed origins (or none): reflect the origin.
-        origin: true,
-        methods: [...ALLOWED_METHODS],
-        allowedHeaders: allowedHeadersFor(request),
-        maxAge: PREFLIGHT_MAX_AGE_S,
-        // A bare OPTIONS (no Origin, e.g. curl) is answered too: "answer OPTIONS on every route".
-        strictPreflight: false,
-      });
+      // Reached only for allowed origins (or none): reflect the origin. A bare OPTIONS (no Origin, e.g.
+      // curl) is answered too ("answer OPTIONS on every route"); only a preflight needs its own header list.
+      callback(null, request.method === "OPTIONS" ? { ...SIMPLE_REQUEST_OPTIONS, allowedHeaders: allowedHeadersFor(request) } : SIMPLE_REQUEST_OPTIONS);
     },
   });
 
   // Streaming routes hijack the reply and write to the raw response, which skips headers set with
   // reply.header(); copying the CORS headers onto the raw response keeps them on every answer.
-  app.addHook("preHandler", async function keepCorsHeaders(_request: FastifyRequest, reply: FastifyReply) {
-    for (const [name, value] of Object.entries(reply.getHeaders())) {
-      if (value !== undefined && (name.startsWith("access-control-") || name === "vary")) reply.raw.setHeader(name, value);
+  app.addHook("preHandler", function keepCorsHeaders(_request: FastifyRequest, reply: FastifyReply, done: () => void) {
+    for (const name of CORS_RESPONSE_HEADERS) {
+      const value = reply.getHeader(name);
+      if (value !== undefined) reply.raw.setHeader(name, value);
     }
+    done();
   });
 }

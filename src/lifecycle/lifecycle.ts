@@ -103,19 +103,29 @@ export class Lifecycle {
     signal?.throwIfAborted();
     const id = this.nextId++;
     return new Promise<Lease>((resolve, reject) => {
+      let settled = false;
+      let listening = false;
       const onAbort = () => {
         if (!this.waiters.delete(id)) return;
         this.dispatch({ type: "cancel", id, now: Date.now() });
         reject(signal?.reason);
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const done = () => signal?.removeEventListener("abort", onAbort);
+      const done = () => {
+        settled = true;
+        if (listening) signal?.removeEventListener("abort", onAbort);
+      };
       this.waiters.set(id, {
         model: entry.id,
         resolve: (lease) => (done(), resolve(lease)),
         reject: (error) => (done(), reject(error)),
       });
       this.dispatch({ type: "request", id, model: entry.id, now: Date.now(), keepAliveMs });
+      // Most requests are granted (or refused) inside that dispatch: only one that really waits needs
+      // to hear about an abort (AbortSignal listeners are EventTarget work on every request otherwise).
+      if (!settled && signal) {
+        listening = true;
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
     });
   }
 

@@ -24,12 +24,21 @@ export class UpstreamClient {
     bodyTimeout: 0,
   });
 
+  /** Parsed base URLs: a handful of backends, parsed once each instead of once per request. */
+  private readonly bases = new Map<string, { origin: string; prefix: string }>();
+
   request({ baseUrl, path, method = "POST", body, signal }: UpstreamRequest): Promise<UpstreamResponse> {
     // A remote upstream may live under a path prefix (https://host/prefix); undici wants origin and path apart.
-    const base = new URL(baseUrl);
+    let base = this.bases.get(baseUrl);
+    if (!base) {
+      const url = new URL(baseUrl);
+      base = { origin: url.origin, prefix: url.pathname.replace(/\/+$/, "") };
+      if (this.bases.size > 1024) this.bases.clear();
+      this.bases.set(baseUrl, base);
+    }
     return this.agent.request({
       origin: base.origin,
-      path: `${base.pathname.replace(/\/+$/, "")}${path}`,
+      path: `${base.prefix}${path}`,
       method,
       body,
       signal,

@@ -39,14 +39,29 @@ export function keyMatches(candidate: string, keys: readonly Buffer[]): boolean 
 export function registerAuth(app: FastifyInstance, keys: readonly string[]): void {
   if (keys.length === 0) return;
   const digests = keys.map(digest);
-  app.addHook("onRequest", async (request) => {
-    if (request.method === "OPTIONS" || isLiveness(request)) return;
+  // The verdict per presented string: hashing it costs more than proxying a small request. A lookup
+  // tells a caller only whether that exact string was seen before, never how close a guess is, and
+  // the answer itself (200 or 401) says more; bounded so a flood of guesses cannot grow it.
+  const verdicts = new Map<string, boolean>();
+  const matches = (candidate: string): boolean => {
+    let ok = verdicts.get(candidate);
+    if (ok === undefined) {
+      ok = keyMatches(candidate, digests);
+      if (verdicts.size >= 1024) verdicts.clear();
+      verdicts.set(candidate, ok);
+    }
+    return ok;
+  };
+  // Callback-style: an async hook costs a promise and a microtask hop on every request.
+  app.addHook("onRequest", (request, _reply, done) => {
+    if (request.method === "OPTIONS" || isLiveness(request)) return done();
     const candidate = presentedKey(request);
     if (candidate === undefined) {
-      throw new GatewayError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.");
+      return done(new GatewayError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'."));
     }
-    if (!keyMatches(candidate, digests)) throw new GatewayError("invalid_api_key", "Incorrect API key provided.");
+    if (!matches(candidate)) return done(new GatewayError("invalid_api_key", "Incorrect API key provided."));
     request.authenticated = true;
+    done();
   });
 }
 

@@ -65,24 +65,26 @@ export function registerClientLimits(app: FastifyInstance, options: ClientLimitO
   const requests = new SlotCounter(options.concurrentRequests);
   const streams = new SlotCounter(options.streamingConnections);
   if (options.concurrentRequests > 0) {
-    app.addHook("onRequest", async (request, reply) => {
-      if (options.exempt(request)) return;
+    app.addHook("onRequest", (request, reply, done) => {
+      if (options.exempt(request)) return done();
       if (!requests.tryTake(request.ip)) {
         options.onRejected?.(request, "concurrent_requests");
-        throw limited();
+        return done(limited());
       }
       onEnd(request, () => requests.give(request.ip), reply.raw);
+      done();
     });
   }
   if (options.streamingConnections > 0) {
     // After the body is parsed: whether a request streams is in its body.
-    app.addHook("preHandler", async (request, reply) => {
-      if (options.exempt(request) || !isStreaming(request)) return;
+    app.addHook("preHandler", (request, reply, done) => {
+      if (options.exempt(request) || !isStreaming(request)) return done();
       if (!streams.tryTake(request.ip)) {
         options.onRejected?.(request, "streaming_connections");
-        throw limited();
+        return done(limited());
       }
       onEnd(request, () => streams.give(request.ip), reply.raw);
+      done();
     });
   }
   return { requests, streams };
