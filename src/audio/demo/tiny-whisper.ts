@@ -7,9 +7,9 @@
  * token whisper.cpp looks up unconditionally (without it the native side throws and the JavaScript
  * promise never settles).
  */
-import { createCipheriv, createHash, randomUUID } from "node:crypto";
-import { access, mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { createCipheriv, createHash } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import { ensureCachedFile } from "../../catalog/demo/cached-file.js";
 import { float32ToFloat16Bits } from "../../catalog/gguf/gguf-writer.js";
 
 export interface TinyWhisperOptions {
@@ -228,22 +228,5 @@ export async function writeTinyWhisperModel(path: string, options: TinyWhisperOp
 /** Cached by a hash of the resolved options: returns dir/tiny-whisper-<hash>.bin, written (temp name, then rename) only when missing. */
 export async function ensureTinyWhisperModel(dir: string, options: TinyWhisperOptions = {}): Promise<string> {
   const resolved = resolve(options);
-  const hash = createHash("sha256").update(JSON.stringify({ version: GENERATOR_VERSION, ...resolved })).digest("hex").slice(0, 16);
-  const path = join(dir, `tiny-whisper-${hash}.bin`);
-  try {
-    await access(path);
-    return path;
-  } catch {
-    // Missing: write it below.
-  }
-  await mkdir(dir, { recursive: true });
-  const temporary = `${path}.${process.pid}.${randomUUID()}.tmp`;
-  try {
-    await writeFile(temporary, build(resolved));
-    await rename(temporary, path);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-  return path;
+  return ensureCachedFile(dir, "tiny-whisper", ".bin", { version: GENERATOR_VERSION, ...resolved }, (path) => writeFile(path, build(resolved)));
 }

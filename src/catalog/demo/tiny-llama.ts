@@ -4,9 +4,7 @@
  * loads: a SentencePiece vocabulary that round-trips English text, a ChatML chat template, and an
  * output layer shaped so that generation yields valid UTF-8 and never ends before max_tokens.
  */
-import { createHash, randomUUID } from "node:crypto";
-import { access, mkdir, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { ensureCachedFile } from "./cached-file.js";
 import { GgmlType, writeGguf, type GgufTensor, type GgufValue } from "../gguf/gguf-writer.js";
 
 export interface TinyLlamaOptions {
@@ -291,25 +289,5 @@ export async function writeTinyLlamaGguf(path: string, options: TinyLlamaOptions
 /** Cached by a hash of the resolved options: returns dir/tiny-llama-<hash>.gguf, writing it (to a temp name, then rename, so concurrent callers and crashes never see a half file) only when missing. */
 export async function ensureTinyLlamaGguf(dir: string, options: TinyLlamaOptions = {}): Promise<string> {
   const resolved = resolveOptions(options);
-  const hash = createHash("sha256")
-    .update(JSON.stringify({ version: GENERATOR_VERSION, ...resolved }))
-    .digest("hex")
-    .slice(0, 16);
-  const path = join(dir, `tiny-llama-${hash}.gguf`);
-  try {
-    await access(path);
-    return path;
-  } catch {
-    // Missing: write it below.
-  }
-  await mkdir(dir, { recursive: true });
-  const temporary = `${path}.${process.pid}.${randomUUID()}.tmp`;
-  try {
-    await writeGguf(temporary, buildModel(resolved));
-    await rename(temporary, path);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-  return path;
+  return ensureCachedFile(dir, "tiny-llama", ".gguf", { version: GENERATOR_VERSION, ...resolved }, (path) => writeGguf(path, buildModel(resolved)));
 }
