@@ -19,19 +19,32 @@ export interface TinyLlamaOptions {
   name?: string;
   /** llama.pooling_type when set (1 = mean), so llama-server serves embeddings without --pooling. */
   poolingType?: number;
+  /**
+   * Pads the vocabulary with unused tokens up to this size (Llama-style models have 32,000), so the token
+   * embedding and the output layer, and sampling over the logits, cost what they cost in a real model.
+   * The padding is never generated. Absent: the bare ~460-token vocabulary.
+   */
+  vocabularySize?: number;
 }
 
-/** Big enough for throughput numbers to mean something (~26 M parameters), small enough to write in about a second. */
+/**
+ * The benchmark model: ~58 M parameters, as FIXTURES.md describes it: 8 blocks of 512, and a 32,000-token
+ * vocabulary whose embedding and output layer are a third of the per-token work in a real small model.
+ */
 export const BENCH_MODEL_OPTIONS: TinyLlamaOptions = {
   embeddingLength: 512,
   blockCount: 8,
   feedForwardLength: 1536,
+  vocabularySize: 32_000,
 };
 
 /** Part of the cache key: bump it whenever the bytes written for the same options change. */
 const GENERATOR_VERSION = 1;
 
-type ResolvedOptions = Required<Omit<TinyLlamaOptions, "poolingType">> & { poolingType: number | undefined };
+type ResolvedOptions = Required<Omit<TinyLlamaOptions, "poolingType" | "vocabularySize">> & {
+  poolingType: number | undefined;
+  vocabularySize: number | undefined;
+};
 
 function resolveOptions(options: TinyLlamaOptions): ResolvedOptions {
   const resolved: ResolvedOptions = {
@@ -44,7 +57,11 @@ function resolveOptions(options: TinyLlamaOptions): ResolvedOptions {
     seed: options.seed ?? 1,
     name: options.name ?? "llama-runner tiny random",
     poolingType: options.poolingType,
+    vocabularySize: options.vocabularySize,
   };
+  if (resolved.vocabularySize !== undefined && (!Number.isInteger(resolved.vocabularySize) || resolved.vocabularySize < 1)) {
+    throw new RangeError(`vocabularySize must be a positive integer, got ${resolved.vocabularySize}`);
+  }
   for (const key of [
     "embeddingLength",
     "blockCount",
@@ -67,7 +84,7 @@ function resolveOptions(options: TinyLlamaOptions): ResolvedOptions {
   return resolved;
 }
 
-const TokenType = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
+const TokenType = { normal: 1, unknown: 2, control: 3, unused: 5, byte: 6 } as const;
 
 /**
  * Common English pieces, in merge order: each is the concatenation of two earlier pieces or
@@ -96,7 +113,7 @@ interface Vocabulary {
   firstByteId: number;
 }
 
-function buildVocabulary(): Vocabulary {
+function buildVocabulary(size?: number): Vocabulary {
   const tokens: string[] = [];
   const scores: number[] = [];
   const types: number[] = [];
@@ -120,6 +137,9 @@ function buildVocabulary(): Vocabulary {
   for (let code = 0x21; code <= 0x7e; code++) characters.push(String.fromCharCode(code));
   characters.forEach((c, i) => add(c, TokenType.normal, -(MERGED_PIECES.length + i)));
   MERGED_PIECES.forEach((piece, i) => add(piece, TokenType.normal, -i));
+  // Unused tokens are never merged into by the tokenizer and never emitted (isEmittable), so padding
+  // changes the model's cost, not its behaviour.
+  while (size !== undefined && tokens.length < size) add(`<unused${tokens.length}>`, TokenType.unused, -1e9);
   return { tokens, scores, types, bosId, eosId, unknownId, firstByteId };
 }
 
@@ -173,7 +193,7 @@ function randomWeights(seed: number, name: string, dims: readonly [number, numbe
 }
 
 function buildModel(o: ResolvedOptions): { metadata: [string, GgufValue][]; tensors: GgufTensor[] } {
-  const vocab = buildVocabulary();
+  const vocab = buildVocabulary(o.vocabularySize);
   const nVocab = vocab.tokens.length;
   const nEmbd = o.embeddingLength;
   const headDim = nEmbd / o.headCount;
