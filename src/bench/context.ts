@@ -185,3 +185,21 @@ export function load(ctx: Ctx, input: LoadSpec): Promise<LoadResult> {
 
 export const chatBody = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Hello" }], max_tokens: 1, ...extra });
+
+/**
+ * The proxies every relay section compares, added to `targets` as each starts (so the caller's
+ * `finally` stops whatever did start): nginx when available, the bare Node proxy, the gateway.
+ */
+export async function addProxyTargets(
+  ctx: Ctx,
+  upstream: Upstream,
+  targets: Target[],
+  gateway: Parameters<typeof startGatewayTarget>[2],
+  notes: string[],
+): Promise<void> {
+  const nginx = await startNginxTarget(ctx, upstream);
+  if (nginx) targets.push(nginx);
+  else notes.push("nginx not available: no nginx rows");
+  targets.push(await startBareProxy(ctx, upstream));
+  targets.push(await startGatewayTarget(ctx, upstream, gateway));
+}

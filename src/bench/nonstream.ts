@@ -4,15 +4,13 @@
  * concurrencies, with each proxy's CPU per request from /proc.
  */
 import {
+  addProxyTargets,
   chatBody,
   type Ctx,
   directTarget,
   load,
-  startBareProxy,
   startFake,
-  startGatewayTarget,
   startLlamaServer,
-  startNginxTarget,
   type Target,
   type Upstream,
 } from "./context.js";
@@ -97,11 +95,7 @@ export async function nonStreaming(ctx: Ctx, kind: "fake" | "llama-server"): Pro
   const parallel = kind === "fake" ? 256 : 4;
   const targets: Target[] = [directTarget(upstream)];
   try {
-    const nginx = await startNginxTarget(ctx, upstream);
-    if (nginx) targets.push(nginx);
-    else notes.push("nginx not available: no nginx rows");
-    targets.push(await startBareProxy(ctx, upstream));
-    targets.push(await startGatewayTarget(ctx, upstream, { parallel, maxQueue: 1024, name: `nonstream-${kind}`, profile: kind === "fake" }));
+    await addProxyTargets(ctx, upstream, targets, { parallel, maxQueue: 1024, name: `nonstream-${kind}`, profile: kind === "fake" }, notes);
     const rows = await measureLoad(ctx, upstream, targets, chatBody(), kind);
     if (!ctx.tools.wrk) notes.push("wrk not available: the Node stand-in generated the load (its own CPU cost shows in the numbers)");
     const rounds = ctx.sizes.quick ? 50 : kind === "fake" ? 3000 : 500;

@@ -4,7 +4,7 @@
  * gateway. One stream: time to last chunk and the delay added to each chunk. 64 streams at once:
  * chunks/s and errors. Paced streams (a chunk every 50 ms): the proxy's CPU per chunk.
  */
-import { type Ctx, directTarget, startBareProxy, startFake, startGatewayTarget, startNginxTarget, type Target } from "./context.js";
+import { addProxyTargets, type Ctx, directTarget, startFake, type Target } from "./context.js";
 import { runStreams } from "./streams.js";
 import { cpuMs, cpuMsOf, median, percentile } from "./util.js";
 
@@ -51,11 +51,7 @@ export async function streaming(ctx: Ctx): Promise<StreamingResult> {
   const upstream = await startFake(ctx);
   const targets: Target[] = [directTarget(upstream)];
   try {
-    const nginx = await startNginxTarget(ctx, upstream);
-    if (nginx) targets.push(nginx);
-    else notes.push("nginx not available: no nginx rows");
-    targets.push(await startBareProxy(ctx, upstream));
-    targets.push(await startGatewayTarget(ctx, upstream, { parallel: 1024, maxQueue: 1024, name: "streaming", profile: true }));
+    await addProxyTargets(ctx, upstream, targets, { parallel: 1024, maxQueue: 1024, name: "streaming", profile: true }, notes);
 
     type Rep = Omit<StreamRow, "target">;
     const reps = new Map<string, Rep[]>();

@@ -44,20 +44,25 @@ export const toolSchema = z.looseObject({
   }),
 });
 
-export const chatRequestSchema = z.looseObject({
+/** What chat and generate share: how to generate, stream and keep the model. */
+const generationFields = {
   ...nameFields,
-  messages: z.array(messageSchema).nullish(),
-  tools: z.array(toolSchema).nullish(),
   format,
   options,
   stream: z.boolean().nullish(),
   keep_alive: keepAlive,
   think,
+};
+
+export const chatRequestSchema = z.looseObject({
+  ...generationFields,
+  messages: z.array(messageSchema).nullish(),
+  tools: z.array(toolSchema).nullish(),
 });
 export type OllamaChatRequest = z.infer<typeof chatRequestSchema>;
 
 export const generateRequestSchema = z.looseObject({
-  ...nameFields,
+  ...generationFields,
   prompt: z.string().nullish(),
   suffix: z.string().nullish(),
   images: z.array(z.string()).nullish(),
@@ -65,11 +70,6 @@ export const generateRequestSchema = z.looseObject({
   template: z.string().nullish(),
   context: z.array(z.number()).nullish(),
   raw: z.boolean().nullish(),
-  format,
-  options,
-  stream: z.boolean().nullish(),
-  keep_alive: keepAlive,
-  think,
 });
 export type OllamaGenerateRequest = z.infer<typeof generateRequestSchema>;
 
