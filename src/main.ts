@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { describeAudioModels } from "./audio/models.js";
 import { AudioService } from "./audio/service.js";
 import { Catalog } from "./catalog/catalog.js";
+import { CatalogEdits } from "./catalog/edits.js";
 import { ensureTinyLlamaGguf } from "./catalog/demo/tiny-llama.js";
 import { ConfigError, loadConfig } from "./config/load.js";
 import type { Config, ListenerName } from "./config/schema.js";
@@ -65,10 +66,12 @@ export async function buildApp({ configFile, home, logger = createLogger(), env 
   const audioModels = await describeAudioModels(config, configDir);
   if (audioModels.problems.length > 0) throw new ConfigError(configFile, audioModels.problems);
   const catalogConfig = { ...config, models: { ...config.models, ...audioModels.catalogConfigs } };
-  let catalog = await Catalog.build({ config: catalogConfig, configDir });
+  const { edits, problem } = CatalogEdits.load(join(home, "catalog-edits.json"));
+  if (problem) logger.warn(problem);
+  let catalog = await Catalog.build({ config: catalogConfig, configDir, edits });
   if (catalog.size === 0 && config.demo_model) {
     const path = await ensureTinyLlamaGguf(join(home, "demo"), { name: "llama-runner demo (random weights)" });
-    catalog = await Catalog.build({ config: catalogConfig, configDir, extra: [{ id: DEMO_MODEL_ID, path, source: "demo" }] });
+    catalog = await Catalog.build({ config: catalogConfig, configDir, edits, extra: [{ id: DEMO_MODEL_ID, path, source: "demo" }] });
     logger.warn(
       `no models configured or found in models_dir: serving '${DEMO_MODEL_ID}', a tiny model with RANDOM weights ` +
         `(it answers gibberish; it is there to try the API). Add models to ${configFile}.`,

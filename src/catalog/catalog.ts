@@ -7,6 +7,7 @@ import { basename, dirname } from "node:path";
 import type { Config, ModelConfig } from "../config/schema.js";
 import { resolveFrom } from "../config/paths.js";
 import { discoverGgufFiles } from "./discover.js";
+import { CatalogEdits } from "./edits.js";
 import { type GgufSummary, readGgufSummary } from "./gguf/metadata.js";
 
 export type ModelSource = "config" | "discovered" | "demo";
@@ -44,6 +45,8 @@ export interface ModelEntry {
 
 export interface CatalogInput {
   config: Config;
+  /** Client edits (Ollama copies and deletes); default: none, kept in memory. */
+  edits?: CatalogEdits;
   /** Folder of the config file: relative paths in it resolve from here. */
   configDir: string;
   /** Extra entries the caller adds (the demo model). */
@@ -53,7 +56,11 @@ export interface CatalogInput {
 export class Catalog {
   private readonly byName = new Map<string, ModelEntry>();
 
-  private constructor(readonly entries: readonly ModelEntry[]) {
+  private constructor(
+    /** Every entry, deleted ones too: what the gateway runs. Clients see `listed`. */
+    readonly entries: readonly ModelEntry[],
+    private readonly edits: CatalogEdits,
+  ) {
     for (const entry of entries) {
       for (const name of [entry.id, ...entry.aliases]) {
         if (!this.byName.has(name)) this.byName.set(name, entry);
@@ -61,7 +68,7 @@ export class Catalog {
     }
   }
 
-  static async build({ config, configDir, extra = [] }: CatalogInput): Promise<Catalog> {
+  static async build({ config, configDir, extra = [], edits = CatalogEdits.load().edits }: CatalogInput): Promise<Catalog> {
     const configured = await Promise.all(
       Object.entries(config.models).map(([id, model]) =>
         describe(id, model.model_path === undefined ? undefined : resolveFrom(configDir, model.model_path), "config", config.default_runtime, model),
@@ -77,18 +84,71 @@ export class Catalog {
       discovered.push(describe(id, path, "discovered", config.default_runtime));
     }
     const extras = extra.map((e) => describe(e.id, e.path, e.source, "embedded"));
-    return new Catalog([...configured, ...(await Promise.all([...discovered, ...extras]))]);
+    return new Catalog([...configured, ...(await Promise.all([...discovered, ...extras]))], edits);
   }
 
   get size(): number {
     return this.entries.length;
   }
 
+  /** The entries clients see: all but the deleted ones. */
+  get listed(): ModelEntry[] {
+    return this.entries.filter((entry) => !this.edits.isRemoved(entry.id));
+  }
+
+  /** The entry of a catalogue id, deleted or not: for the gateway's own bookkeeping, never for a client's name. */
+  get(id: string): ModelEntry | undefined {
+    const entry = this.byName.get(id);
+    return entry?.id === id ? entry : this.entries.find((e) => e.id === id);
+  }
+
   /**
-   * Finds a model by id or alias. Ollama-style `name:latest` and different letter case are
-   * accepted too, since clients add the tag or change case on their own.
+   * Finds a model by any name a client may use: a copy, an id or an alias. Ollama-style `name:latest`
+   * and different letter case are accepted too, since clients add the tag or change case on their own.
+   * Deleted entries are not found (their copies are).
    */
   resolve(name: string): ModelEntry | undefined {
+    const copy = this.edits.copyOf(name);
+    if (copy) return this.get(copy.id);
+    const entry = this.lookup(name.trim());
+    return entry && !this.edits.isRemoved(entry.id) ? entry : undefined;
+  }
+
+  /** Copies (Ollama's `/api/copy`) with the entries they name. */
+  copies(): Array<{ name: string; entry: ModelEntry }> {
+    return this.edits.listCopies().flatMap(({ name, id }) => {
+      const entry = this.get(id);
+      return entry ? [{ name, entry }] : [];
+    });
+  }
+
+  /** A new name for the entry `source` names; false when `source` names nothing. */
+  copy(source: string, destination: string): boolean {
+    const entry = this.resolve(source);
+    if (!entry) return false;
+    this.edits.addCopy(destination, entry.id);
+    return true;
+  }
+
+  /** Drops a copy, or hides an entry. `removed`: the entry hidden (undefined for a copy); false = nothing of that name. */
+  remove(name: string): { found: boolean; removed?: ModelEntry } {
+    if (this.edits.dropCopy(name)) return { found: true };
+    const entry = this.resolve(name);
+    if (!entry) return { found: false };
+    this.edits.setRemoved(entry.id, true);
+    return { found: true, removed: entry };
+  }
+
+  /** Brings a deleted entry back (Ollama's `/api/pull` of a model the catalogue has). */
+  restore(name: string): ModelEntry | undefined {
+    const visible = this.resolve(name);
+    if (visible) return visible;
+    const entry = this.lookup(name.trim());
+    if (entry) this.edits.setRemoved(entry.id, false);
+    return entry;
+  }
+
+  private lookup(name: string): ModelEntry | undefined {
     const exact = this.byName.get(name);
     if (exact) return exact;
     const untagged = name.endsWith(":latest") ? name.slice(0, -":latest".length) : name;

@@ -10,6 +10,7 @@ import {
   type LlamaChatResponse,
   type LlamaContextSequence,
   type LlamaGrammar,
+  type Token,
 } from "node-llama-cpp";
 import type {
   ChatCompletionRequest,
@@ -22,6 +23,7 @@ import { toChatHistory } from "./chat-history.js";
 import type { Engine } from "./engine.js";
 import { badRequest, contextLengthExceeded } from "./errors.js";
 import { GenerationClock } from "./timings.js";
+import { beginningToken } from "./tokens.js";
 import { newToolCallId, resolveTools, type ToolMode } from "./tool-choice.js";
 import { generationBudget, samplingFrom, stopTriggers, type Sampling } from "./sampling.js";
 
@@ -50,8 +52,8 @@ export interface ChatJob {
   promptTokens: number;
 }
 
-/** The prompt exactly as node-llama-cpp will evaluate it, to count it and to refuse one that does not fit. */
-function countPromptTokens(engine: Engine, history: ChatHistoryItem[], functions: ChatModelFunctions | undefined): number {
+/** The prompt exactly as node-llama-cpp will evaluate it, as tokens. */
+function renderPrompt(engine: Engine, history: ChatHistoryItem[], functions: ChatModelFunctions | undefined): Token[] {
   const open: ChatHistoryItem[] = history.at(-1)?.type === "model" ? history : [...history, { type: "model", response: [] }];
   let rendered;
   try {
@@ -64,13 +66,25 @@ function countPromptTokens(engine: Engine, history: ChatHistoryItem[], functions
     // Jinja templates raise on histories they do not accept (e.g. roles that do not alternate).
     throw badRequest(`the chat template rejected these messages: ${error instanceof Error ? error.message : String(error)}`, "messages");
   }
-  return rendered.contextText.tokenize(engine.model.tokenizer).length;
+  return rendered.contextText.tokenize(engine.model.tokenizer);
+}
+
+/**
+ * llama-server's `/apply-template`: the chat prompt as text, ready for a raw completion. Without the BOS
+ * token, which a completion adds itself when it tokenizes the prompt.
+ */
+export async function templatePrompt(engine: Engine, request: ChatCompletionRequest): Promise<string> {
+  const resolved = await resolveTools(engine, request, toChatHistory(request.messages));
+  const functions = resolved.tools.kind === "auto" ? resolved.tools.functions : undefined;
+  const tokens = renderPrompt(engine, resolved.history, functions);
+  const bos = beginningToken(engine.model);
+  return engine.model.detokenize(bos !== null && tokens[0] === bos ? tokens.slice(1) : tokens, true);
 }
 
 export async function prepareChat(engine: Engine, request: ChatCompletionRequest): Promise<ChatJob> {
   const resolved = await resolveTools(engine, request, toChatHistory(request.messages));
   const functions = resolved.tools.kind === "auto" ? resolved.tools.functions : undefined;
-  const promptTokens = countPromptTokens(engine, resolved.history, functions);
+  const promptTokens = renderPrompt(engine, resolved.history, functions).length;
   if (promptTokens >= engine.contextSize) throw contextLengthExceeded(promptTokens, engine.contextSize);
   const forced = resolved.tools.kind === "forced" || resolved.tools.kind === "forced-any";
   return {

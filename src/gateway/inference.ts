@@ -7,19 +7,32 @@ import { GatewayError, invalidRequest, modelNotFound } from "../errors/index.js"
 import type { Lease, Lifecycle } from "../lifecycle/lifecycle.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
 
-export type Endpoint = "chat" | "completions" | "embeddings";
+/**
+ * The OpenAI endpoints, and llama-server's own tokenizer and template endpoints (which the embedded runner
+ * serves too), for dialects that work with tokens, such as Ollama's generate `context`.
+ */
+export type Endpoint = "chat" | "completions" | "embeddings" | "tokenize" | "apply-template";
 
 const UPSTREAM_PATH: Record<Endpoint, string> = {
   chat: "/v1/chat/completions",
   completions: "/v1/completions",
   embeddings: "/v1/embeddings",
+  tokenize: "/tokenize",
+  "apply-template": "/apply-template",
 };
+
+const GENERATING = new Set<Endpoint>(["chat", "completions", "apply-template"]);
 
 export interface Exchange {
   entry: ModelEntry;
   response: UpstreamResponse;
   /** Frees the backend slot; call once the client's response has ended, whatever happened. */
   release(): void;
+  /**
+   * Another request to the same backend instance under this exchange's slot, before it is released:
+   * asking for a second slot of the model while holding one could wait for ever on a one-slot model.
+   */
+  followUp(endpoint: Endpoint, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
 }
 
 export class InferenceService {
@@ -48,7 +61,7 @@ export class InferenceService {
       // Refused before a load: a chat request must not start (or evict a chat model for) a whisper runner.
       throw invalidRequest(`Model '${entry.id}' is a speech-to-text model; use /v1/audio/transcriptions or /v1/audio/translations.`, "model");
     }
-    if (entry.gguf?.isEmbedding && endpoint !== "embeddings") {
+    if (entry.gguf?.isEmbedding && GENERATING.has(endpoint)) {
       throw invalidRequest(`Model '${entry.id}' is an embedding model; it serves /v1/embeddings only.`, "model");
     }
     if (!entry.autoStart && this.lifecycle.status(entry.id).state !== "ready") {
@@ -71,7 +84,14 @@ export class InferenceService {
   private async forward(lease: Lease, endpoint: Endpoint, payload: string, signal: AbortSignal): Promise<Exchange> {
     try {
       const response = await this.upstream.request({ baseUrl: lease.baseUrl, path: UPSTREAM_PATH[endpoint], body: payload, signal });
-      return { entry: lease.entry, response, release: lease.release };
+      const { entry, baseUrl } = lease;
+      return {
+        entry,
+        response,
+        release: lease.release,
+        followUp: (next, body, nextSignal) =>
+          this.upstream.request({ baseUrl, path: UPSTREAM_PATH[next], body: JSON.stringify({ ...body, model: entry.upstreamModel }), signal: nextSignal }),
+      };
     } catch (error) {
       lease.release();
       throw error;

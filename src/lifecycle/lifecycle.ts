@@ -82,7 +82,7 @@ export class Lifecycle {
     this.ctx = {
       limits: { maxLoaded: config.concurrentRunners, memoryBudgetBytes: config.memory_budget ?? null, maxQueue: config.max_queue },
       policy: (id) => {
-        const entry = catalog.resolve(id);
+        const entry = catalog.get(id);
         const ttl = entry?.ttlSeconds ?? config.ttl;
         return {
           parallel: entry ? parallelSlots(entry) : 1,
@@ -262,7 +262,7 @@ export class Lifecycle {
 
   private load(model: string, generation: number): void {
     const { catalog, config, bus, logger } = this.options;
-    const entry = catalog.resolve(model);
+    const entry = catalog.get(model);
     if (!entry) {
       this.dispatch({ type: "load_failed", model, generation, now: Date.now(), error: `Model '${model}' is not in the catalogue.` });
       return;

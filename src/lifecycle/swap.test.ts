@@ -435,6 +435,20 @@ test("two llama-server models with concurrentRunners 2: both load, answer concur
       assert.notEqual(reported, estimate, `memoryBytes of '${model}' is still the estimate, not a measurement`);
       assert.ok(actual !== undefined && reported > actual / 2 && reported < actual * 2, `memoryBytes ${reported} of '${model}' is near the group's RSS ${actual}`);
     }
+
+    // Ollama's generate context on llama-server: its own /apply-template and /tokenize do the work.
+    const generate = async (body: Record<string, unknown>) => {
+      const response = await fetch(`${gw.ollama}/api/generate`, { method: "POST", body: JSON.stringify({ model: "b", stream: false, options: { num_predict: 8, temperature: 0 }, ...body }) });
+      assert.equal(response.status, 200, await response.clone().text());
+      return (await response.json()) as { context: number[]; prompt_eval_count: number; response: string };
+    };
+    const first = await generate({ prompt: "Once upon a time" });
+    assert.ok(first.context.length > first.prompt_eval_count, `context of ${first.context.length} tokens`);
+    const fresh = await generate({ prompt: "And then?" });
+    const continued = await generate({ prompt: "And then?", context: first.context });
+    assert.deepEqual(continued.context.slice(0, first.context.length), first.context);
+    // llama-server evaluates only what its prompt cache lacks, so the count says little; the answer shows the context was seen.
+    assert.notEqual(continued.response, fresh.response, "the same turn after the context is answered differently");
   });
 });
 

@@ -25,6 +25,8 @@ export interface TinyLlamaOptions {
    * The padding is never generated. Absent: the bare ~460-token vocabulary.
    */
   vocabularySize?: number;
+  /** Adds three control tokens and declares them as the fill-in-the-middle prefix, suffix and middle tokens. */
+  fillInTheMiddle?: boolean;
 }
 
 /**
@@ -41,9 +43,10 @@ export const BENCH_MODEL_OPTIONS: TinyLlamaOptions = {
 /** Part of the cache key: bump it whenever the bytes written for the same options change. */
 const GENERATOR_VERSION = 1;
 
-type ResolvedOptions = Required<Omit<TinyLlamaOptions, "poolingType" | "vocabularySize">> & {
+type ResolvedOptions = Required<Omit<TinyLlamaOptions, "poolingType" | "vocabularySize" | "fillInTheMiddle">> & {
   poolingType: number | undefined;
   vocabularySize: number | undefined;
+  fillInTheMiddle: true | undefined;
 };
 
 function resolveOptions(options: TinyLlamaOptions): ResolvedOptions {
@@ -58,6 +61,8 @@ function resolveOptions(options: TinyLlamaOptions): ResolvedOptions {
     name: options.name ?? "llama-runner tiny random",
     poolingType: options.poolingType,
     vocabularySize: options.vocabularySize,
+    // undefined rather than false, so the cache key of every model without FIM stays what it was.
+    fillInTheMiddle: options.fillInTheMiddle === true ? true : undefined,
   };
   if (resolved.vocabularySize !== undefined && (!Number.isInteger(resolved.vocabularySize) || resolved.vocabularySize < 1)) {
     throw new RangeError(`vocabularySize must be a positive integer, got ${resolved.vocabularySize}`);
@@ -109,11 +114,13 @@ interface Vocabulary {
   bosId: number;
   eosId: number;
   unknownId: number;
+  /** Prefix, suffix and middle token ids, when the model has them. */
+  fim: [number, number, number] | undefined;
   /** The id of `<0x00>`; the 256 byte tokens follow in order. */
   firstByteId: number;
 }
 
-function buildVocabulary(size?: number): Vocabulary {
+function buildVocabulary(size: number | undefined, fillInTheMiddle: boolean): Vocabulary {
   const tokens: string[] = [];
   const scores: number[] = [];
   const types: number[] = [];
@@ -132,6 +139,9 @@ function buildVocabulary(size?: number): Vocabulary {
   }
   add("<|im_start|>", TokenType.control);
   add("<|im_end|>", TokenType.control);
+  const fim = fillInTheMiddle
+    ? ([add("<fim_begin>", TokenType.control), add("<fim_hole>", TokenType.control), add("<fim_end>", TokenType.control)] as [number, number, number])
+    : undefined;
   // Single characters score below every merged piece, as in a trained SentencePiece model.
   const characters = ["▁"];
   for (let code = 0x21; code <= 0x7e; code++) characters.push(String.fromCharCode(code));
@@ -140,7 +150,7 @@ function buildVocabulary(size?: number): Vocabulary {
   // Unused tokens are never merged into by the tokenizer and never emitted (isEmittable), so padding
   // changes the model's cost, not its behaviour.
   while (size !== undefined && tokens.length < size) add(`<unused${tokens.length}>`, TokenType.unused, -1e9);
-  return { tokens, scores, types, bosId, eosId, unknownId, firstByteId };
+  return { tokens, scores, types, bosId, eosId, unknownId, fim, firstByteId };
 }
 
 /**
@@ -193,7 +203,7 @@ function randomWeights(seed: number, name: string, dims: readonly [number, numbe
 }
 
 function buildModel(o: ResolvedOptions): { metadata: [string, GgufValue][]; tensors: GgufTensor[] } {
-  const vocab = buildVocabulary(o.vocabularySize);
+  const vocab = buildVocabulary(o.vocabularySize, o.fillInTheMiddle === true);
   const nVocab = vocab.tokens.length;
   const nEmbd = o.embeddingLength;
   const headDim = nEmbd / o.headCount;
@@ -299,6 +309,14 @@ function buildModel(o: ResolvedOptions): { metadata: [string, GgufValue][]; tens
     ["tokenizer.ggml.add_eos_token", { type: "bool", value: false }],
     ["tokenizer.chat_template", { type: "string", value: CHATML_TEMPLATE }],
   );
+  if (vocab.fim) {
+    const [prefix, suffix, middle] = vocab.fim;
+    metadata.push(
+      ["tokenizer.ggml.fim_pre_token_id", { type: "u32", value: prefix }],
+      ["tokenizer.ggml.fim_suf_token_id", { type: "u32", value: suffix }],
+      ["tokenizer.ggml.fim_mid_token_id", { type: "u32", value: middle }],
+    );
+  }
   return { metadata, tensors };
 }
 

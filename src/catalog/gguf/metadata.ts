@@ -27,8 +27,21 @@ export interface GgufSummary {
   isEmbedding: boolean;
   poolingType: number | undefined;
   license: string | undefined;
+  /** Tokens in the vocabulary (0 when the header has no token list). */
+  vocabularySize: number;
+  /** The text of the special tokens the gateway writes into prompts itself (BOS, fill-in-the-middle). */
+  specialTokens: SpecialTokens;
   /** Flat `key: value` metadata without the tokenizer's big arrays (Ollama's `model_info`). */
   flat: Record<string, string | number | boolean>;
+}
+
+export interface SpecialTokens {
+  bos?: string;
+  /** The BOS token's id, when the tokenizer puts it in front of every prompt (`add_bos_token`). */
+  prependedBosId?: number;
+  fimPrefix?: string;
+  fimSuffix?: string;
+  fimMiddle?: string;
 }
 
 const EMBEDDING_ARCHITECTURES = new Set(["bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert", "neo-bert"]);
@@ -70,8 +83,36 @@ async function parse(path: string, sizeBytes: number, modifiedMs: number): Promi
     isEmbedding: EMBEDDING_ARCHITECTURES.has(architecture) || (poolingType !== undefined && poolingType > 0),
     poolingType,
     license: optionalString(meta["general.license"]),
+    vocabularySize: Array.isArray(meta["tokenizer.ggml.tokens"]) ? (meta["tokenizer.ggml.tokens"] as unknown[]).length : 0,
+    specialTokens: specialTokens(meta),
     flat: scalarsOnly(meta),
   };
+}
+
+/**
+ * Token ids from the header, as text from the vocabulary. llama.cpp's converters write FIM ids under two
+ * generations of keys (`fim_pre_token_id`, older `prefix_token_id`); either names the same token.
+ */
+function specialTokens(meta: Record<string, unknown>): SpecialTokens {
+  const vocabulary = meta["tokenizer.ggml.tokens"];
+  const text = (...keys: string[]): string | undefined => {
+    if (!Array.isArray(vocabulary)) return undefined;
+    for (const key of keys) {
+      const id = toNumber(meta[`tokenizer.ggml.${key}`]);
+      const token: unknown = id === undefined ? undefined : vocabulary[id];
+      if (typeof token === "string" && token.length > 0) return token;
+    }
+    return undefined;
+  };
+  const bosId = toNumber(meta["tokenizer.ggml.bos_token_id"]);
+  const found: SpecialTokens = {
+    bos: text("bos_token_id"),
+    prependedBosId: meta["tokenizer.ggml.add_bos_token"] === true ? bosId : undefined,
+    fimPrefix: text("fim_pre_token_id", "prefix_token_id"),
+    fimSuffix: text("fim_suf_token_id", "suffix_token_id"),
+    fimMiddle: text("fim_mid_token_id", "middle_token_id"),
+  };
+  return Object.fromEntries(Object.entries(found).filter(([, value]) => value !== undefined));
 }
 
 export function quantizationName(fileType: number | undefined): string {

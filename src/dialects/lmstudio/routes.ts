@@ -109,7 +109,7 @@ export async function lmStudioRoutes(app: FastifyInstance, options: LmStudioRout
   const { catalog, lifecycle, inference } = options;
   const served = options.served ?? (() => true);
 
-  app.get("/api/v0/models", async () => ({ object: "list", data: catalog.entries.filter(served).map((entry) => lmStudioModel(entry, lifecycle)) }));
+  app.get("/api/v0/models", async () => ({ object: "list", data: catalog.listed.filter(served).map((entry) => lmStudioModel(entry, lifecycle)) }));
 
   // `*` so an id with a slash ("org/model") works raw or percent-encoded.
   app.get<{ Params: { "*": string } }>("/api/v0/models/*", async (request) => {

@@ -76,20 +76,16 @@ export interface FimFormat {
 }
 
 /**
- * Fill-in-the-middle tokens, for models whose GGUF declares FIM token ids and whose vocabulary family we
- * know. The prompt is built as text: both backends parse special tokens in a raw completion prompt.
+ * Fill-in-the-middle, for any model whose GGUF names its prefix, suffix and middle tokens: the prompt is
+ * built as text from those tokens (prefix-suffix-middle order, as llama.cpp's infill), and both backends
+ * parse special tokens in a raw completion prompt. CodeLlama's tokens are the one family written with
+ * spaces around them, as its reference code does.
  */
 export function fimFormat(entry: ModelEntry): FimFormat | undefined {
-  const flat = entry.gguf?.flat ?? {};
-  const declared = flat["tokenizer.ggml.fim_pre_token_id"] !== undefined || flat["tokenizer.ggml.prefix_token_id"] !== undefined;
-  if (!declared || entry.gguf?.isEmbedding) return undefined;
-  const pre = String(flat["tokenizer.ggml.pre"] ?? "");
-  const arch = entry.gguf?.architecture ?? "";
-  if (pre === "qwen2" || /^qwen/.test(arch)) return { prefix: "<|fim_prefix|>", suffix: "<|fim_suffix|>", middle: "<|fim_middle|>" };
-  if (/starcoder|refact|smollm/.test(pre) || /^starcoder/.test(arch)) return { prefix: "<fim_prefix>", suffix: "<fim_suffix>", middle: "<fim_middle>" };
-  if (/deepseek-coder/.test(pre)) return { prefix: "<｜fim▁begin｜>", suffix: "<｜fim▁hole｜>", middle: "<｜fim▁end｜>" };
-  if (arch === "llama" && flat["tokenizer.ggml.prefix_token_id"] !== undefined) return { prefix: "<PRE> ", suffix: " <SUF>", middle: " <MID>" };
-  return undefined;
+  const tokens = entry.gguf?.specialTokens;
+  if (!tokens?.fimPrefix || !tokens.fimSuffix || !tokens.fimMiddle || entry.gguf?.isEmbedding) return undefined;
+  if (tokens.fimPrefix === "<PRE>") return { prefix: "<PRE> ", suffix: ` ${tokens.fimSuffix}`, middle: ` ${tokens.fimMiddle}` };
+  return { prefix: tokens.fimPrefix, suffix: tokens.fimSuffix, middle: tokens.fimMiddle };
 }
 
 export function fimPrompt(format: FimFormat, prompt: string, suffix: string): string {

@@ -1,12 +1,10 @@
 /**
- * Ollama's view of the catalogue: `name:tag` names (the tag defaults to `latest`), plus what `/api/copy` and
- * `/api/delete` change. Both are kept in memory by this listener and last until the gateway restarts:
- *
- * - a copy is an alias, `destination` → the source's catalogue entry (no file is written);
- * - a delete hides a catalogue entry (or drops a copy) from this dialect; the GGUF file is never touched,
- *   and `/api/pull` of the same name brings the entry back.
+ * Ollama's view of the catalogue: `name:tag` names (the tag defaults to `latest`), over the entries this
+ * API serves. Copies and deletes are the catalogue's own (src/catalog/edits.ts): they are saved, and
+ * hold for every dialect, so a copy's name works on `/v1/chat/completions` too, as Copilot uses it.
  */
 import type { Catalog, ModelEntry } from "../../catalog/catalog.js";
+import { nameKey } from "../../catalog/edits.js";
 
 /** `llama3` → `llama3:latest`; a name that already has a tag (after its last `/`) is kept. */
 export function tagged(name: string): string {
@@ -15,8 +13,6 @@ export function tagged(name: string): string {
   return last.includes(":") ? trimmed : `${trimmed}:latest`;
 }
 
-const key = (name: string): string => tagged(name).toLowerCase();
-
 export interface NamedModel {
   /** The name Ollama clients see, always with a tag. */
   name: string;
@@ -24,9 +20,6 @@ export interface NamedModel {
 }
 
 export class OllamaNames {
-  private readonly copies = new Map<string, NamedModel>();
-  private readonly hidden = new Set<string>();
-
   constructor(
     private readonly catalog: Catalog,
     /** Entries this API serves at all (speech-to-text models, for one, are not Ollama models). */
@@ -36,48 +29,37 @@ export class OllamaNames {
   /** Finds a model by any name a client may use (copy, id, alias, with or without `:latest`, any case). */
   resolve(name: string): ModelEntry | undefined {
     if (name.trim() === "") return undefined;
-    const copy = this.copies.get(key(name));
-    if (copy) return copy.entry;
-    const entry = this.catalog.resolve(name.trim());
-    return entry && this.served(entry) && !this.hidden.has(entry.id) ? entry : undefined;
+    const entry = this.catalog.resolve(name);
+    return entry && this.served(entry) ? entry : undefined;
   }
 
-  /** What `/api/tags` lists: visible catalogue entries under their tagged id, then the copies. */
+  /** What `/api/tags` lists: the visible entries under their tagged id, then the copies. */
   list(): NamedModel[] {
-    const own = this.catalog.entries.filter((entry) => this.served(entry) && !this.hidden.has(entry.id)).map((entry) => ({ name: tagged(entry.id), entry }));
+    const copies = this.catalog.copies().filter(({ entry }) => this.served(entry)).map(({ name, entry }) => ({ name: tagged(name), entry }));
+    const copied = new Set(copies.map((c) => nameKey(c.name)));
     // A copy named like a catalogue entry shadows it, as a copy over an existing name replaces it in Ollama.
-    return [...own.filter((m) => !this.copies.has(m.name.toLowerCase())), ...this.copies.values()];
-  }
-
-  /** The tagged name a catalogue entry is listed under. */
-  nameOf(entry: ModelEntry): string {
-    return tagged(entry.id);
+    const own = this.catalog.listed.filter((entry) => this.served(entry) && !copied.has(nameKey(entry.id))).map((entry) => ({ name: tagged(entry.id), entry }));
+    return [...own, ...copies];
   }
 
   /** `/api/copy`: false when the source is unknown. */
   copy(source: string, destination: string): boolean {
-    const entry = this.resolve(source);
-    if (!entry) return false;
-    this.copies.set(key(destination), { name: tagged(destination), entry });
-    return true;
+    return this.resolve(source) !== undefined && this.catalog.copy(source, destination);
   }
 
-  /** `/api/delete`: the entry that was hidden (undefined for a copy, or when nothing matched); false = not found. */
+  /** `/api/delete`: the entry that was hidden (undefined for a copy); found false = nothing of that name. */
   remove(name: string): { found: boolean; hiddenEntry?: ModelEntry } {
-    if (this.copies.delete(key(name))) return { found: true };
-    const entry = this.resolve(name);
-    if (!entry) return { found: false };
-    this.hidden.add(entry.id);
-    return { found: true, hiddenEntry: entry };
+    if (this.resolve(name) === undefined) return { found: false };
+    const { found, removed } = this.catalog.remove(name);
+    return { found, hiddenEntry: removed };
   }
 
   /** `/api/pull` of a model the catalogue has: shows it again if it was deleted. */
   restore(name: string): ModelEntry | undefined {
+    if (name.trim() === "") return undefined;
     const visible = this.resolve(name);
     if (visible) return visible;
-    const entry = this.catalog.resolve(name.trim());
-    if (!entry || !this.served(entry)) return undefined;
-    this.hidden.delete(entry.id);
-    return entry;
+    const entry = this.catalog.restore(name);
+    return entry && this.served(entry) ? entry : undefined;
   }
 }

@@ -3,23 +3,26 @@
  * real embedded runner process on generated tiny GGUFs (one chat model, one embedding model).
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Ollama } from "ollama";
 import OpenAI from "openai";
 import { type TestGateway, startGateway } from "../../test-support/gateway.js";
 import { tinyModelPath } from "../../test-support/models.js";
+import { CatalogEdits } from "../../catalog/edits.js";
 
 let gw: TestGateway;
 let ollama: Ollama;
 
 before(async () => {
-  const [chat, embed] = await Promise.all([tinyModelPath(), tinyModelPath({ poolingType: 1 })]);
+  const [chat, embed, coder] = await Promise.all([tinyModelPath(), tinyModelPath({ poolingType: 1 }), tinyModelPath({ fillInTheMiddle: true })]);
   gw = await startGateway({
     ttl: 300,
     concurrentRunners: 2,
     models: {
       tiny: { model_path: chat, aliases: ["tiny-alias"], parameters: { ctx_size: 1024 } },
       "tiny-embed": { model_path: embed, parameters: { ctx_size: 256 } },
+      coder: { model_path: coder, parameters: { ctx_size: 512 } },
     },
   });
   ollama = new Ollama({ host: gw.ollama });
@@ -40,7 +43,7 @@ test("version, list and show", async () => {
   const { version } = await ollama.version();
   assert.equal(version, "0.12.6");
   const { models } = await ollama.list();
-  assert.deepEqual(models.map((m) => m.name).sort(), ["tiny-embed:latest", "tiny:latest"]);
+  assert.deepEqual(models.map((m) => m.name).sort(), ["coder:latest", "tiny-embed:latest", "tiny:latest"]);
   const tiny = models.find((m) => m.model === "tiny:latest");
   assert.ok(tiny);
   assert.match(tiny.digest, /^[0-9a-f]{64}$/);
@@ -96,8 +99,9 @@ test("generate, not streaming and streaming, with system; raw mode", async () =>
   const whole = await ollama.generate({ ...request, stream: false });
   assert.equal(whole.done, true);
   assert.equal(whole.done_reason, "length");
-  assert.deepEqual(whole.context, []);
   assert.equal(whole.eval_count, 8);
+  // The context is the templated prompt and the response, in the model's tokens.
+  assert.ok(whole.context.length > whole.prompt_eval_count, `context (${whole.context.length} tokens) holds the prompt (${whole.prompt_eval_count}) and the response`);
   const stream = await ollama.generate({ ...request, stream: true });
   let text = "";
   let final;
@@ -107,8 +111,40 @@ test("generate, not streaming and streaming, with system; raw mode", async () =>
   }
   assert.equal(text, whole.response);
   assert.equal(final?.done, true);
+  assert.deepEqual(final?.context, whole.context, "the streamed final chunk carries the same context");
+
+  // Sending the context back continues the conversation: the model sees it before the new turn.
+  const next = { model: "tiny", prompt: "And then?", options: { num_predict: 4, temperature: 0 }, stream: false as const };
+  const fresh = await ollama.generate(next);
+  const continued = await ollama.generate({ ...next, context: whole.context });
+  assert.ok(
+    continued.prompt_eval_count >= fresh.prompt_eval_count + whole.context.length - 2,
+    `the continued prompt (${continued.prompt_eval_count} tokens) is the context (${whole.context.length}) plus the new turn (${fresh.prompt_eval_count})`,
+  );
+  // The earlier turns stay token for token: no drift however long the conversation.
+  assert.deepEqual(continued.context.slice(0, whole.context.length), whole.context);
+  assert.ok(continued.context.length > whole.context.length);
+  const foreign = await fetch(`${gw.ollama}/api/generate`, { method: "POST", body: JSON.stringify({ ...next, context: [1, 99_999_999] }) });
+  assert.equal(foreign.status, 400);
+  assert.match(((await foreign.json()) as { error: string }).error, /token id 99999999 is outside the model's vocabulary/);
   const raw = await ollama.generate({ model: "tiny", prompt: "<|im_start|>user\nhi<|im_end|>\n", raw: true, options: { num_predict: 4 } });
   assert.equal(raw.eval_count, 4);
+  assert.equal(raw.context, undefined, "raw prompts get no context, as in Ollama");
+});
+
+test("fill in the middle: a model whose GGUF names FIM tokens can insert, with its own tokens", async () => {
+  const shown = await ollama.show({ model: "coder" });
+  assert.ok(shown.capabilities.includes("insert"));
+  assert.ok(!(await ollama.show({ model: "tiny" })).capabilities.includes("insert"));
+  const fim = await ollama.generate({ model: "coder", prompt: "def add(a, b):", suffix: "    return c", options: { num_predict: 6, temperature: 0 }, stream: false });
+  assert.equal(fim.eval_count, 6);
+  // The same prompt written out by hand: the FIM tokens were parsed as the model's special tokens, not as text.
+  const byHand = "<fim_begin>def add(a, b):<fim_hole>    return c<fim_end>";
+  const raw = await ollama.generate({ model: "coder", prompt: byHand, raw: true, options: { num_predict: 6, temperature: 0 }, stream: false });
+  assert.equal(fim.prompt_eval_count, raw.prompt_eval_count);
+  assert.equal(fim.response, raw.response);
+  assert.ok(fim.prompt_eval_count < byHand.length / 2, `${fim.prompt_eval_count} tokens: special tokens, not spelled out`);
+  await assert.rejects(ollama.generate({ model: "tiny", prompt: "x", suffix: "y" }), (e: { status_code?: number; error?: string }) => e.status_code === 400 && /does not support insert/.test(e.error ?? ""));
 });
 
 test("tools: a request with tools is accepted, and tool calls with object arguments round-trip in the history", async () => {
@@ -241,14 +277,33 @@ test("pull, copy and delete work on the catalogue and never touch files", async 
   assert.equal(viaCopy.model, "my-copy");
   await assert.rejects(ollama.copy({ source: "nope", destination: "x" }), (e: { status_code?: number }) => e.status_code === 404);
 
+  // A copy is a catalogue name: Copilot lists /api/tags, then chats through /v1 with the tagged name, on either port.
+  for (const base of [gw.ollama, gw.lmstudio]) {
+    const viaV1 = await fetch(`${base}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "my-copy:latest", messages: ask.messages, max_tokens: 2 }) });
+    assert.equal(viaV1.status, 200, `${base}: ${await viaV1.clone().text()}`);
+  }
+  await ollama.copy({ source: "tiny", destination: "kept-copy" });
+
   await ollama.delete({ model: "my-copy" });
   assert.ok(!(await ollama.list()).models.some((m) => m.name === "my-copy:latest"));
   await ollama.delete({ model: "tiny-alias" });
   assert.ok(!(await ollama.list()).models.some((m) => m.name === "tiny:latest"), "deleting a model by an alias hides the model");
   await assert.rejects(ollama.chat({ ...ask, stream: false }), (e: { status_code?: number }) => e.status_code === 404);
+  // Deleted for every dialect, and saved: a restart reads the same edits back.
+  const v1Models = (await (await fetch(`${gw.lmstudio}/v1/models`)).json()) as { data: Array<{ id: string }> };
+  assert.ok(!v1Models.data.some((m) => m.id === "tiny"), "a deleted model leaves /v1/models too");
+  assert.equal((await fetch(`${gw.lmstudio}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ ...ask, stream: false }) })).status, 404);
+  const saved = CatalogEdits.load(join(gw.home, "catalog-edits.json"));
+  assert.equal(saved.problem, undefined);
+  assert.ok(saved.edits.isRemoved("tiny"));
+  assert.equal(saved.edits.copyOf("kept-copy:latest")?.id, "tiny");
+  assert.equal(saved.edits.copyOf("my-copy"), undefined);
+  assert.equal((await ollama.chat({ ...ask, model: "kept-copy", stream: false })).done, true, "a copy outlives its source");
   await assert.rejects(ollama.delete({ model: "tiny" }), (e: { status_code?: number; error?: string }) => e.status_code === 404 && e.error === "model 'tiny' not found");
   // The file is still there: pulling the name brings the entry back.
   await ollama.pull({ model: "tiny", stream: false });
   assert.ok((await ollama.list()).models.some((m) => m.name === "tiny:latest"));
   assert.equal((await ollama.chat({ ...ask, stream: false })).done, true);
+  assert.ok(!CatalogEdits.load(join(gw.home, "catalog-edits.json")).edits.isRemoved("tiny"));
+  await ollama.delete({ model: "kept-copy" });
 });

@@ -27,16 +27,23 @@ const sse = (...events: unknown[]) => events.map((e) => (typeof e === "string" ?
 function app(script: string, sent: Array<Record<string, unknown>> = []): { app: FastifyInstance; released: () => number } {
   let released = 0;
   const inference = {
-    async send(_endpoint: string, body: Record<string, unknown>): Promise<Exchange> {
+    // A backend like a remote OpenAI API: no llama-server token or template endpoints.
+    async send(endpoint: string, body: Record<string, unknown>): Promise<Exchange> {
+      const followUp = () => Promise.reject(new Error("no follow-up expected"));
+      if (!["chat", "completions", "embeddings"].includes(endpoint)) {
+        const response = { statusCode: 404, headers: {}, body: Readable.from(['{"error":"not found"}']) } as unknown as Exchange["response"];
+        return { entry, response, release: () => {}, followUp };
+      }
       sent.push(body);
       return {
         entry,
         response: { statusCode: 200, headers: { "content-type": "text/event-stream" }, body: Readable.from([script]) } as unknown as Exchange["response"],
         release: () => void released++,
+        followUp,
       };
     },
   } as unknown as InferenceService;
-  const catalog = { entries: [entry], resolve: (name: string) => (name === "m" || name === "m:latest" ? entry : undefined) } as unknown as Catalog;
+  const catalog = { entries: [entry], listed: [entry], copies: () => [], resolve: (name: string) => (name === "m" || name === "m:latest" ? entry : undefined) } as unknown as Catalog;
   const lifecycle = { status: () => ({ state: "ready", inFlight: 0 }) } as unknown as Lifecycle;
   const server = Fastify();
   void server.register(ollamaRoutes, { catalog, lifecycle, inference, ollamaVersion: "0.12.6", stallMs: 60_000 });
@@ -85,6 +92,8 @@ test("reasoning text comes back as thinking", async () => {
   assert.equal(body["thinking"], "Let me think.");
   assert.equal(body["response"], "42");
   assert.equal(body["done_reason"], "stop");
+  // This backend cannot tokenize: no context rather than a made-up one.
+  assert.equal(body["context"], undefined);
   await server.close();
 });
 
@@ -107,7 +116,7 @@ test("a failure after the stream started ends it with an error line; before, it 
 
 test("entries the API does not serve (speech-to-text models) are neither listed nor reachable", async () => {
   const whisper = { ...entry, id: "whisper-base" } as ModelEntry;
-  const catalog = { entries: [entry, whisper], resolve: (name: string) => [entry, whisper].find((e) => e.id === name.replace(/:latest$/, "")) } as unknown as Catalog;
+  const catalog = { entries: [entry, whisper], listed: [entry, whisper], copies: () => [], resolve: (name: string) => [entry, whisper].find((e) => e.id === name.replace(/:latest$/, "")) } as unknown as Catalog;
   const lifecycle = { status: () => ({ state: "ready", inFlight: 0 }) } as unknown as Lifecycle;
   const server = Fastify();
   void server.register(ollamaRoutes, { catalog, lifecycle, inference: {} as InferenceService, ollamaVersion: "0.12.6", stallMs: 60_000, served: (e) => e.id !== "whisper-base" });

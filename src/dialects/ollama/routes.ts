@@ -30,7 +30,8 @@ import {
   showRequestSchema,
 } from "./schemas.js";
 import { type Metrics, metrics, NdjsonWriter, type Piece, pieces, type StreamSummary, doneReason } from "./stream.js";
-import { chatBody, generateBody } from "./translate.js";
+import { contextTokens, continuedPrompt, templatedPrompt } from "./context.js";
+import { chatBody, continuation, generateBody } from "./translate.js";
 import { readJson, sendChecked, UpstreamFailure } from "./upstream.js";
 
 export interface OllamaRoutesOptions {
@@ -66,7 +67,8 @@ interface Aggregate {
 /** How one endpoint renders its chunks (`message` for chat, `response` for generate). */
 interface Renderer {
   piece(piece: Piece): Record<string, unknown>;
-  done(aggregate: Aggregate | undefined, reason: string, measured: Metrics): Record<string, unknown>;
+  /** The final object; `streamed` when the pieces went out already (their text is not repeated). */
+  done(aggregate: Aggregate, reason: string, measured: Metrics, streamed: boolean): Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<void> {
@@ -102,16 +104,19 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
     render: Renderer,
   ): Promise<unknown> => {
     const events = pieces(readSse(exchange.response.body));
-    const finish = (summary: StreamSummary, aggregate?: Aggregate) =>
-      render.done(aggregate, doneReason(summary.finishReason), metrics(summary, { ...clock, ended: performance.now() }));
+    const aggregate: Aggregate = { content: "", thinking: "", toolCalls: [] };
+    const collect = (piece: Piece) => {
+      aggregate.content += piece.content ?? "";
+      aggregate.thinking += piece.thinking ?? "";
+      aggregate.toolCalls.push(...(piece.toolCalls ?? []));
+    };
+    const finish = (summary: StreamSummary) =>
+      render.done(aggregate, doneReason(summary.finishReason), metrics(summary, { ...clock, ended: performance.now() }), stream);
     try {
       if (!stream) {
-        const aggregate: Aggregate = { content: "", thinking: "", toolCalls: [] };
         for (let step = await events.next(); ; step = await events.next()) {
-          if (step.done) return finish(step.value, aggregate);
-          aggregate.content += step.value.content ?? "";
-          aggregate.thinking += step.value.thinking ?? "";
-          aggregate.toolCalls.push(...(step.value.toolCalls ?? []));
+          if (step.done) return await finish(step.value);
+          collect(step.value);
         }
       }
       // An error before the first piece still gets its own status, as Ollama's streamResponse does.
@@ -121,9 +126,10 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
       try {
         for (let step = first; out.open; step = await events.next()) {
           if (step.done) {
-            await out.write(finish(step.value));
+            await out.write(await finish(step.value));
             break;
           }
+          collect(step.value);
           await out.write(render.piece(step.value));
         }
         out.end();
@@ -214,7 +220,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
 
   api.get("/ps", async () => {
     const now = Date.now();
-    const models = options.catalog.entries.flatMap((entry) => {
+    const models = options.catalog.listed.flatMap((entry) => {
       if (options.served && !options.served(entry)) return [];
       const status = lifecycle.status(entry.id);
       if (status.state !== "ready") return [];
@@ -237,7 +243,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
     const stream = body.stream !== false;
     const assistant = (extra: Record<string, unknown> = {}) => ({ role: "assistant", content: "", ...extra });
     if (!body.messages || body.messages.length === 0) return loadOrUnload(reply, entry, name, keepAliveMs, stream, { message: assistant() });
-    const { exchange, clock } = await open("chat", chatBody(entry, body), reply, keepAliveMs);
+    const { exchange, clock } = await open("chat", chatBody(name, body), reply, keepAliveMs);
     const head = () => ({ model: name, created_at: new Date().toISOString() });
     return answer(reply, exchange, stream, clock, {
       piece: (piece) => ({
@@ -249,10 +255,10 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
         }),
         done: false,
       }),
-      done: (aggregate, reason, measured) => ({
+      done: (aggregate, reason, measured, streamed) => ({
         ...head(),
         message: assistant(
-          aggregate
+          !streamed
             ? {
                 content: aggregate.content,
                 ...(aggregate.thinking ? { thinking: aggregate.thinking } : {}),
@@ -268,35 +274,51 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
   });
 
   api.post("/generate", async (request, reply) => {
+    const started = performance.now();
     const body = parseOllama(generateRequestSchema, request.body);
     const name = modelName(body);
     const entry = find(name);
     const keepAliveMs = parseKeepAlive(body.keep_alive);
     const stream = body.stream !== false;
     if (!body.prompt) return loadOrUnload(reply, entry, name, keepAliveMs, stream, { response: "" });
-    const { endpoint, body: upstreamBody } = generateBody(entry, body, name);
-    const { exchange, clock } = await open(endpoint, upstreamBody, reply, keepAliveMs);
+    const signal = abortOnClientClose(reply.raw);
+    let plan = generateBody(entry, body, name);
+    // What the returned context is made of: the context continued, then this prompt and the response as
+    // text. Raw prompts get none, as in Ollama.
+    let seen = body.raw === true ? undefined : { prefix: [] as number[], text: plan.body["prompt"] as string | undefined };
+    if (plan.turn) {
+      const context = body.context ?? [];
+      if (context.length > 0 && (body.images?.length ?? 0) > 0) throw new GatewayError("invalid_request", "images cannot be combined with context here; send the conversation as messages to /api/chat");
+      // keep_alive 0 unloads after the generation, not after these first calls.
+      const holdMs = keepAliveMs === 0 ? undefined : keepAliveMs;
+      const turn = await templatedPrompt(inference, entry, name, plan.turn, signal, holdMs);
+      if (context.length > 0) {
+        if (turn === undefined) throw new GatewayError("invalid_request", `context is not supported for '${entry.id}': its backend cannot apply the chat template; send the conversation as messages to /api/chat`, { param: "context" });
+        plan = continuation(name, body, await continuedPrompt(inference, entry, name, context, turn, signal, holdMs));
+      }
+      seen = { prefix: context, text: turn };
+    }
+    const exchange = await sendChecked(inference, plan.endpoint, plan.body, signal, keepAliveMs);
+    const clock = { started, answered: performance.now() };
     const head = () => ({ model: name, created_at: new Date().toISOString() });
     return answer(reply, exchange, stream, clock, {
       piece: (piece) => ({ ...head(), response: piece.content ?? "", ...(piece.thinking ? { thinking: piece.thinking } : {}), done: false }),
-      done: (aggregate, reason, measured) => ({
+      done: async (aggregate, reason, measured, streamed) => ({
         ...head(),
-        response: aggregate?.content ?? "",
-        ...(aggregate?.thinking ? { thinking: aggregate.thinking } : {}),
+        response: streamed ? "" : aggregate.content,
+        ...(!streamed && aggregate.thinking ? { thinking: aggregate.thinking } : {}),
         done: true,
         done_reason: reason,
-        // Token ids are not available through the backends' OpenAI API: an empty context, as some
-        // Ollama look-alikes return; clients send it back and nothing is lost.
-        context: [],
+        ...(seen?.text === undefined ? {} : { context: await contextTokens(exchange, seen.prefix, seen.text + aggregate.content, signal) }),
         ...measured,
       }),
     });
   });
 
   /** Embeds `inputs` (one backend call), cutting over-long inputs to fit when `truncate` allows. */
-  const embedAll = async (entry: ModelEntry, inputs: string[], truncate: boolean, keepAliveMs: number | null | undefined, signal: AbortSignal) => {
+  const embedAll = async (name: string, inputs: string[], truncate: boolean, keepAliveMs: number | null | undefined, signal: AbortSignal) => {
     const once = async (input: string[]) => {
-      const exchange = await sendChecked(inference, "embeddings", { model: entry.id, input, encoding_format: "float" }, signal, keepAliveMs);
+      const exchange = await sendChecked(inference, "embeddings", { model: name, input, encoding_format: "float" }, signal, keepAliveMs);
       const response = await readJson<EmbeddingResponse>(exchange);
       return { vectors: response.data.map((d) => d.embedding as number[]), tokens: response.usage?.prompt_tokens ?? 0 };
     };
@@ -354,7 +376,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
     let tokens = 0;
     if (inputs.length > 0) {
       // keep_alive 0 applies once every part of this request is done, not after its first backend call.
-      const result = await embedAll(entry, inputs, body.truncate !== false, keepAliveMs === 0 ? undefined : keepAliveMs, abortOnClientClose(reply.raw));
+      const result = await embedAll(name, inputs, body.truncate !== false, keepAliveMs === 0 ? undefined : keepAliveMs, abortOnClientClose(reply.raw));
       tokens = result.tokens;
       const dimensions = body.dimensions ?? undefined;
       embeddings = result.vectors.map((v) => {
@@ -382,7 +404,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
       if (keepAliveMs === 0) lifecycle.stop(entry.id);
       return { embedding: [] };
     }
-    const exchange = await sendChecked(inference, "embeddings", { model: entry.id, input: [body.prompt], encoding_format: "float" }, abortOnClientClose(reply.raw), keepAliveMs);
+    const exchange = await sendChecked(inference, "embeddings", { model: name, input: [body.prompt], encoding_format: "float" }, abortOnClientClose(reply.raw), keepAliveMs);
     const response = await readJson<EmbeddingResponse>(exchange);
     return { embedding: (response.data[0]?.embedding as number[] | undefined) ?? [] };
   });

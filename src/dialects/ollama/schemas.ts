@@ -68,7 +68,7 @@ export const generateRequestSchema = z.looseObject({
   images: z.array(z.string()).nullish(),
   system: z.string().nullish(),
   template: z.string().nullish(),
-  context: z.array(z.number()).nullish(),
+  context: z.array(z.number().int().nonnegative()).nullish(),
   raw: z.boolean().nullish(),
 });
 export type OllamaGenerateRequest = z.infer<typeof generateRequestSchema>;

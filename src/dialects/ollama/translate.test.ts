@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ModelEntry } from "../../catalog/catalog.js";
+import type { SpecialTokens } from "../../catalog/gguf/metadata.js";
 import { configSchema, defaultConfig } from "../../config/schema.js";
 import { GatewayError } from "../../errors/index.js";
 import { parseGoDuration, parseKeepAlive } from "./keep-alive.js";
@@ -10,7 +11,9 @@ import { tagged } from "./names.js";
 import { argumentsObject, doneReason, metrics, pieces } from "./stream.js";
 import { chatBody, generateBody, imagePart, responseFormat, samplingFromOptions, thinkFields, toOpenAIMessages } from "./translate.js";
 
-function entry(overrides: Partial<ModelEntry> = {}, flat: Record<string, string | number | boolean> = {}, chatTemplate?: string): ModelEntry {
+const QWEN_FIM: SpecialTokens = { fimPrefix: "<|fim_prefix|>", fimSuffix: "<|fim_suffix|>", fimMiddle: "<|fim_middle|>" };
+
+function entry(overrides: Partial<ModelEntry> = {}, flat: Record<string, string | number | boolean> = {}, chatTemplate?: string, specialTokens: SpecialTokens = {}): ModelEntry {
   return {
     id: "m",
     aliases: [],
@@ -47,6 +50,8 @@ function entry(overrides: Partial<ModelEntry> = {}, flat: Record<string, string 
       isEmbedding: false,
       poolingType: undefined,
       license: undefined,
+      vocabularySize: 1000,
+      specialTokens: { bos: "<s>", ...specialTokens },
       flat: { "general.architecture": "qwen2", ...flat },
     },
     error: undefined,
@@ -138,7 +143,7 @@ test("messages: images become parts, tool call arguments become strings, results
 
 test("chat and generate bodies; generate picks chat, raw completion or FIM", () => {
   const m = entry();
-  const chat = chatBody(m, { messages: [{ role: "user", content: "hi" }], tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }], options: { num_predict: 5 }, format: "json" });
+  const chat = chatBody("m", { messages: [{ role: "user", content: "hi" }], tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }], options: { num_predict: 5 }, format: "json" });
   assert.equal(chat.model, "m");
   assert.equal(chat["stream"], true, "always streamed upstream");
   assert.deepEqual(chat["tools"], [{ type: "function", function: { name: "f", parameters: { type: "object" } } }]);
@@ -156,11 +161,18 @@ test("chat and generate bodies; generate picks chat, raw completion or FIM", () 
   assert.throws(() => generateBody(m, { prompt: "x", raw: true, system: "s" }, "m"), /raw mode does not support/);
 
   assert.throws(() => generateBody(m, { prompt: "def f(", suffix: "return 1" }, "m"), /"m" does not support insert/);
-  const coder = entry({}, { "tokenizer.ggml.pre": "qwen2", "tokenizer.ggml.fim_pre_token_id": 151659 });
+  const coder = entry({}, {}, undefined, QWEN_FIM);
   const fim = generateBody(coder, { prompt: "def f(", suffix: "return 1", options: { num_predict: 8 } }, "coder");
   assert.equal(fim.endpoint, "completions");
   assert.equal(fim.body["prompt"], "<|fim_prefix|>def f(<|fim_suffix|>return 1<|fim_middle|>");
   assert.equal(fim.body["max_tokens"], 8);
+  // Any vocabulary's own FIM tokens, not a list of known families; CodeLlama's keep their spaces.
+  const other = generateBody(entry({}, {}, undefined, { fimPrefix: "<A>", fimSuffix: "<B>", fimMiddle: "<C>" }), { prompt: "x", suffix: "y" }, "o");
+  assert.equal(other.body["prompt"], "<A>x<B>y<C>");
+  const codellama = generateBody(entry({}, {}, undefined, { fimPrefix: "<PRE>", fimSuffix: "<SUF>", fimMiddle: "<MID>" }), { prompt: "x", suffix: "y" }, "c");
+  assert.equal(codellama.body["prompt"], "<PRE> x <SUF>y <MID>");
+  // Two of three tokens are not enough to build the prompt.
+  assert.throws(() => generateBody(entry({}, {}, undefined, { fimPrefix: "<A>", fimSuffix: "<B>" }), { prompt: "x", suffix: "y" }, "p"), /does not support insert/);
 });
 
 test("model facts: parameter size, dates, capabilities, template, parameters lines", () => {
@@ -180,7 +192,7 @@ test("model facts: parameter size, dates, capabilities, template, parameters lin
   const embedding = entry();
   if (embedding.gguf) embedding.gguf.isEmbedding = true;
   assert.deepEqual(capabilities(embedding), ["embedding"]);
-  const coder = entry({}, { "tokenizer.ggml.pre": "qwen2", "tokenizer.ggml.fim_pre_token_id": 1 }, "CHAT");
+  const coder = entry({}, {}, "CHAT", QWEN_FIM);
   assert.ok(fimFormat(coder));
   assert.ok(capabilities(coder).includes("insert"));
   assert.match(template(coder), /\.Suffix/);

@@ -146,10 +146,11 @@ function tools(request: OllamaChatRequest): Record<string, unknown> {
 /** Always streamed upstream: the stream's start tells when the model was ready, and it carries the timings. */
 const streamed = { stream: true, stream_options: { include_usage: true } };
 
-export function chatBody(entry: ModelEntry, request: OllamaChatRequest): Body {
+/** `name` is the client's: it resolves to the same entry, and a copy keeps working after its source is deleted. */
+export function chatBody(name: string, request: OllamaChatRequest): Body {
   const format = responseFormat(request.format);
   return {
-    model: entry.id,
+    model: name,
     messages: toOpenAIMessages(request.messages ?? []),
     ...tools(request),
     ...samplingFromOptions(request.options, "chat"),
@@ -159,30 +160,51 @@ export function chatBody(entry: ModelEntry, request: OllamaChatRequest): Body {
   };
 }
 
+/** What `/api/generate` sends upstream. */
+export interface GeneratePlan {
+  endpoint: "chat" | "completions";
+  body: Body;
+  /** The chat turn to render with the model's template (templated generate), for `context`. */
+  turn?: { messages: Array<Record<string, unknown>> } & Record<string, unknown>;
+}
+
 /**
  * `/api/generate` → chat (the model's template applies `system` and the prompt), or a raw completion for
  * `raw: true` and for fill-in-the-middle (`suffix`), whose prompt is built from the model's FIM tokens.
- * `template` and `context` are not supported: the model's own template is always used, and the
- * `context` this API returns is empty, so there is nothing to continue from.
+ * `template` is not supported: the model's own template is always used. A `context` is continued by the
+ * route (context.ts), which renders `turn` and sends it through `continuation`.
  */
-export function generateBody(entry: ModelEntry, request: OllamaGenerateRequest, name: string): { endpoint: "chat" | "completions"; body: Body } {
+export function generateBody(entry: ModelEntry, request: OllamaGenerateRequest, name: string): GeneratePlan {
   const prompt = request.prompt ?? "";
-  const format = responseFormat(request.format);
-  const shared = { ...(format ? { response_format: format } : {}), ...streamed };
   if (request.raw === true && (request.system || request.template || (request.context?.length ?? 0) > 0)) {
     throw invalidRequest("raw mode does not support template, system, or context");
   }
   if (request.suffix) {
     const fim = fimFormat(entry);
     if (!fim) throw invalidRequest(`${JSON.stringify(name)} does not support insert`);
-    return { endpoint: "completions", body: { model: entry.id, prompt: fimPrompt(fim, prompt, request.suffix), ...samplingFromOptions(request.options, "completions"), ...shared } };
+    return continuation(name, request, fimPrompt(fim, prompt, request.suffix));
   }
   if (request.raw === true) {
     if (request.images && request.images.length > 0) throw invalidRequest("images are not supported with raw prompts here; send them without raw");
-    return { endpoint: "completions", body: { model: entry.id, prompt, ...samplingFromOptions(request.options, "completions"), ...shared } };
+    return continuation(name, request, prompt);
   }
   const messages: Array<Record<string, unknown>> = [];
   if (request.system) messages.push({ role: "system", content: request.system });
   messages.push({ role: "user", content: content(prompt, request.images) });
-  return { endpoint: "chat", body: { model: entry.id, messages, ...samplingFromOptions(request.options, "chat"), ...thinkFields(request.think), ...shared } };
+  const format = responseFormat(request.format);
+  const think = thinkFields(request.think);
+  return {
+    endpoint: "chat",
+    body: { model: name, messages, ...samplingFromOptions(request.options, "chat"), ...(format ? { response_format: format } : {}), ...think, ...streamed },
+    turn: { messages, ...think },
+  };
+}
+
+/** A raw completion of `prompt` (already rendered: text, or tokens) with the request's sampling and format. */
+export function continuation(name: string, request: OllamaGenerateRequest, prompt: string | number[]): GeneratePlan {
+  const format = responseFormat(request.format);
+  return {
+    endpoint: "completions",
+    body: { model: name, prompt, ...samplingFromOptions(request.options, "completions"), ...(format ? { response_format: format } : {}), ...streamed },
+  };
 }

@@ -31,7 +31,7 @@ export function modelObject(entry: ModelEntry, lifecycle: Lifecycle) {
 export async function openAIRoutes(app: FastifyInstance, { catalog, lifecycle, inference, stallMs }: OpenAIRoutesOptions): Promise<void> {
   app.get("/v1/models", async () => ({
     object: "list",
-    data: catalog.entries.map((entry) => modelObject(entry, lifecycle)),
+    data: catalog.listed.map((entry) => modelObject(entry, lifecycle)),
   }));
 
   app.get<{ Params: { id: string } }>("/v1/models/:id", async (request) => {

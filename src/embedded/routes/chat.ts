@@ -1,4 +1,4 @@
-/** `POST /v1/chat/completions`: OpenAI's chat.completion and its SSE stream, plus llama-server's `timings`. */
+/** `POST /v1/chat/completions`: OpenAI's chat.completion and its SSE stream, plus llama-server's `timings`; and `POST /apply-template`. */
 import { randomBytes } from "node:crypto";
 import {
   chatCompletionRequestSchema,
@@ -6,7 +6,7 @@ import {
   type ChatCompletionChunk,
   type ChatCompletionResponse,
 } from "../../protocol/openai.js";
-import { prepareChat, runChat, type ChatEvents, type ChatResult } from "../chat.js";
+import { prepareChat, runChat, templatePrompt, type ChatEvents, type ChatResult } from "../chat.js";
 import { badRequest } from "../errors.js";
 import { sendJson, type RouteHandler, type Routes } from "../http-server.js";
 import type { RunnerState } from "../runner-state.js";
@@ -84,5 +84,12 @@ export function chatRoutes(state: RunnerState): Routes {
       lease.release();
     }
   };
-  return { "POST /v1/chat/completions": handler, "POST /chat/completions": handler };
+  // The chat request's prompt as text, without generating: what llama-server's endpoint of that name answers.
+  const applyTemplate: RouteHandler = async ({ body, res }) => {
+    const engine = state.ready();
+    const parsed = chatCompletionRequestSchema.safeParse(body);
+    if (!parsed.success) throw badRequest(describeIssues(parsed.error));
+    sendJson(res, 200, { prompt: await templatePrompt(engine, parsed.data) });
+  };
+  return { "POST /v1/chat/completions": handler, "POST /chat/completions": handler, "POST /apply-template": applyTemplate };
 }
