@@ -28,7 +28,7 @@ export async function audioRoutes(app: FastifyInstance, { audio, uploadLimitByte
   app.addHook("onRequest", async (request, reply) => checkDeclaredLength(request, reply, limitBytes));
 
   const handler = (task: Task) => async (request: FastifyRequest, reply: FastifyReply) => {
-    const signal = abortOnClientClose(reply.raw);
+    const { signal } = abortOnClientClose(reply.raw);
     let file: string | undefined;
     try {
       const upload = await receiveUpload(request, reply, { limitBytes, temp: audio.temp }, (path) => (file = path));

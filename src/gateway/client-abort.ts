@@ -1,13 +1,11 @@
 import type { ServerResponse } from "node:http";
+import { ClientAbort } from "../lifecycle/cancellation.js";
 
-/**
- * An AbortSignal that fires when the client goes away before its response has finished, so a
- * closed socket stops waiting for a load and stops generation upstream.
- */
-export function abortOnClientClose(res: ServerResponse): AbortSignal {
-  const controller = new AbortController();
+/** A ClientAbort that fires when the client goes away before its response has finished. */
+export function abortOnClientClose(res: ServerResponse): ClientAbort {
+  const abort = new ClientAbort();
   res.once("close", () => {
-    if (!res.writableFinished) controller.abort(new Error("client closed the connection"));
+    if (!res.writableFinished) abort.abort(new Error("client closed the connection"));
   });
-  return controller.signal;
+  return abort;
 }

@@ -6,6 +6,7 @@ import type { Catalog, ModelEntry } from "../catalog/catalog.js";
 import { GatewayError, invalidRequest, modelNotFound } from "../errors/index.js";
 import type { Lease, Lifecycle } from "../lifecycle/lifecycle.js";
 import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
+import type { Cancellation } from "../lifecycle/cancellation.js";
 
 /**
  * The OpenAI endpoints, and llama-server's own tokenizer and template endpoints (which the embedded runner
@@ -32,7 +33,7 @@ export interface Exchange {
    * Another request to the same backend instance under this exchange's slot, before it is released:
    * asking for a second slot of the model while holding one could wait for ever on a one-slot model.
    */
-  followUp(endpoint: Endpoint, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>;
+  followUp(endpoint: Endpoint, body: Record<string, unknown>, signal: Cancellation): Promise<UpstreamResponse>;
 }
 
 export class InferenceService {
@@ -53,7 +54,7 @@ export class InferenceService {
   async send(
     endpoint: Endpoint,
     body: { model: string } & Record<string, unknown>,
-    signal: AbortSignal,
+    signal: Cancellation,
     keepAliveMs?: number | null,
   ): Promise<Exchange> {
     const entry = this.resolve(body.model);
@@ -81,7 +82,7 @@ export class InferenceService {
     }
   }
 
-  private async forward(lease: Lease, endpoint: Endpoint, payload: string, signal: AbortSignal): Promise<Exchange> {
+  private async forward(lease: Lease, endpoint: Endpoint, payload: string, signal: Cancellation): Promise<Exchange> {
     try {
       const response = await this.upstream.request({ baseUrl: lease.baseUrl, path: UPSTREAM_PATH[endpoint], body: payload, signal });
       const { entry, baseUrl } = lease;

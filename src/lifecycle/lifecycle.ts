@@ -9,6 +9,7 @@ import type { Catalog, ModelEntry } from "../catalog/catalog.js";
 import type { Config } from "../config/schema.js";
 import { GatewayError } from "../errors/index.js";
 import type { EventBus } from "../events/bus.js";
+import { type Cancellation, onCancel } from "./cancellation.js";
 import { estimateMemoryBytes, parallelSlots } from "./memory.js";
 import { initialState, type SchedulerContext, step } from "./scheduler/scheduler.js";
 import type { Effect, SchedulerEvent, StopReason } from "./scheduler/types.js";
@@ -26,7 +27,7 @@ export interface Lease {
 }
 
 export interface AcquireOptions {
-  signal?: AbortSignal;
+  signal?: Cancellation;
   /** Ollama `keep_alive` / LM Studio `ttl`, in ms: 0 unloads after this request, null keeps it loaded. */
   keepAliveMs?: number | null;
 }
@@ -100,11 +101,11 @@ export class Lifecycle {
   acquire(entry: ModelEntry, { signal, keepAliveMs }: AcquireOptions = {}): Promise<Lease> {
     if (entry.error) return Promise.reject(new GatewayError("service_unavailable", `Model '${entry.id}' is unavailable: ${entry.error}`));
     if (this.closed) return Promise.reject(new GatewayError("service_unavailable", "The server is shutting down."));
-    signal?.throwIfAborted();
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const id = this.nextId++;
     return new Promise<Lease>((resolve, reject) => {
       let settled = false;
-      let listening = false;
+      let stopListening: (() => void) | undefined;
       const onAbort = () => {
         if (!this.waiters.delete(id)) return;
         this.dispatch({ type: "cancel", id, now: Date.now() });
@@ -112,7 +113,7 @@ export class Lifecycle {
       };
       const done = () => {
         settled = true;
-        if (listening) signal?.removeEventListener("abort", onAbort);
+        stopListening?.();
       };
       this.waiters.set(id, {
         model: entry.id,
@@ -121,11 +122,8 @@ export class Lifecycle {
       });
       this.dispatch({ type: "request", id, model: entry.id, now: Date.now(), keepAliveMs });
       // Most requests are granted (or refused) inside that dispatch: only one that really waits needs
-      // to hear about an abort (AbortSignal listeners are EventTarget work on every request otherwise).
-      if (!settled && signal) {
-        listening = true;
-        signal.addEventListener("abort", onAbort, { once: true });
-      }
+      // to hear about an abort.
+      if (!settled && signal) stopListening = onCancel(signal, onAbort);
     });
   }
 

@@ -3,13 +3,14 @@
  * origin, so no request pays for a new connection and backpressure flows end to end.
  */
 import { Agent, type Dispatcher } from "undici";
+import type { Cancellation } from "../lifecycle/cancellation.js";
 
 export interface UpstreamRequest {
   baseUrl: string;
   path: string;
   method?: "GET" | "POST";
   body?: string;
-  signal?: AbortSignal;
+  signal?: Cancellation;
 }
 
 export type UpstreamResponse = Dispatcher.ResponseData;

@@ -15,6 +15,7 @@ import type { ModelEntry } from "../../catalog/catalog.js";
 import { invalidRequest } from "../../errors/index.js";
 import type { Exchange, InferenceService } from "../../gateway/inference.js";
 import { readJson, sendChecked, UpstreamFailure } from "./upstream.js";
+import type { Cancellation } from "../../lifecycle/cancellation.js";
 
 /** Statuses that mean "this backend has no such endpoint" rather than "this request is wrong". */
 const missingEndpoint = (error: unknown): boolean => error instanceof UpstreamFailure && [404, 405, 501].includes(error.upstreamStatus);
@@ -28,7 +29,7 @@ export async function templatedPrompt(
   entry: ModelEntry,
   name: string,
   turn: { messages: Array<Record<string, unknown>> } & Record<string, unknown>,
-  signal: AbortSignal,
+  signal: Cancellation,
   keepAliveMs: number | null | undefined,
 ): Promise<string | undefined> {
   try {
@@ -54,7 +55,7 @@ export async function continuedPrompt(
   name: string,
   context: readonly number[],
   turn: string,
-  signal: AbortSignal,
+  signal: Cancellation,
   keepAliveMs: number | null | undefined,
 ): Promise<number[]> {
   const size = entry.gguf?.vocabularySize ?? 0;
@@ -73,7 +74,7 @@ export async function continuedPrompt(
 }
 
 /** The context to return: `prefix` (the context that was continued, if any), then `text` tokenized on the backend that just answered. */
-export async function contextTokens(exchange: Exchange, prefix: readonly number[], text: string, signal: AbortSignal): Promise<number[]> {
+export async function contextTokens(exchange: Exchange, prefix: readonly number[], text: string, signal: Cancellation): Promise<number[]> {
   const response = await exchange.followUp("tokenize", { content: text }, signal);
   if (response.statusCode >= 400) {
     await response.body.dump();

@@ -33,6 +33,7 @@ import { type Metrics, metrics, NdjsonWriter, type Piece, pieces, type StreamSum
 import { contextTokens, continuedPrompt, templatedPrompt } from "./context.js";
 import { chatBody, continuation, generateBody } from "./translate.js";
 import { readJson, sendChecked, UpstreamFailure } from "./upstream.js";
+import type { Cancellation } from "../../lifecycle/cancellation.js";
 
 export interface OllamaRoutesOptions {
   catalog: Catalog;
@@ -316,7 +317,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
   });
 
   /** Embeds `inputs` (one backend call), cutting over-long inputs to fit when `truncate` allows. */
-  const embedAll = async (name: string, inputs: string[], truncate: boolean, keepAliveMs: number | null | undefined, signal: AbortSignal) => {
+  const embedAll = async (name: string, inputs: string[], truncate: boolean, keepAliveMs: number | null | undefined, signal: Cancellation) => {
     const once = async (input: string[]) => {
       const exchange = await sendChecked(inference, "embeddings", { model: name, input, encoding_format: "float" }, signal, keepAliveMs);
       const response = await readJson<EmbeddingResponse>(exchange);

@@ -5,6 +5,7 @@
  */
 import { type ErrorCode, GatewayError } from "../../errors/index.js";
 import type { Endpoint, Exchange, InferenceService } from "../../gateway/inference.js";
+import type { Cancellation } from "../../lifecycle/cancellation.js";
 
 export class UpstreamFailure extends GatewayError {
   constructor(
@@ -57,7 +58,7 @@ export async function sendChecked(
   inference: InferenceService,
   endpoint: Endpoint,
   body: { model: string } & Record<string, unknown>,
-  signal: AbortSignal,
+  signal: Cancellation,
   keepAliveMs?: number | null,
 ): Promise<Exchange> {
   const exchange = await inference.send(endpoint, body, signal, keepAliveMs);

@@ -64,11 +64,17 @@ function countContent(chunk: Buffer): number {
   return n;
 }
 
+/** The value of the last `"key": <digits>` in `text`; a scan, since building a RegExp per call costs more than the rest of the accounting. */
 function lastNumber(text: string, key: string): number | undefined {
-  const pattern = new RegExp(`"${key}":\\s*(\\d+)`, "g");
-  let value: number | undefined;
-  for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) value = Number(match[1]);
-  return value;
+  const needle = `"${key}":`;
+  for (let at = text.lastIndexOf(needle); at !== -1; at = at > 0 ? text.lastIndexOf(needle, at - 1) : -1) {
+    let start = at + needle.length;
+    while (text.charCodeAt(start) === 0x20) start++;
+    let end = start;
+    while (end < text.length && text.charCodeAt(end) >= 0x30 && text.charCodeAt(end) <= 0x39) end++;
+    if (end > start) return Number(text.slice(start, end));
+  }
+  return undefined;
 }
 
 export class UpstreamTracker {
@@ -182,11 +188,14 @@ function tailText(chunks: Buffer[]): string {
   return joined.subarray(Math.max(0, joined.length - TAIL_BYTES)).toString("utf8");
 }
 
-/** undici passes raw headers (alternating names and values, as Buffers or strings). */
+const CONTENT_TYPE = "content-type";
+
+/** undici passes raw headers (alternating names and values, as Buffers or strings); most names are skipped by their length alone. */
 function rawHeaderIncludes(headers: unknown, needle: string): boolean {
   if (!Array.isArray(headers)) return false;
   for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (String(headers[i]).toLowerCase() === "content-type") return String(headers[i + 1]).includes(needle);
+    const name = headers[i] as Buffer | string;
+    if (name.length === CONTENT_TYPE.length && name.toString().toLowerCase() === CONTENT_TYPE) return String(headers[i + 1]).includes(needle);
   }
   return false;
 }
