@@ -1,11 +1,10 @@
 /**
- * What the gateway needs to know about a GGUF file, read from its header only. Parsing is Hugging
- * Face's `@huggingface/gguf` (well kept, header-only, ~11 MB of RSS where importing node-llama-cpp in
- * the gateway would cost ~37 MB); this module turns its metadata into one summary and caches it by
- * path + size + mtime.
+ * What the gateway needs to know about a GGUF file, read from its header only, cached by path + size +
+ * mtime. The header is parsed in a worker thread (summary.ts), started on demand and ended when idle:
+ * its vocabulary arrays never enter the gateway's heap, only the summary crosses over.
  */
 import { stat } from "node:fs/promises";
-import { GGMLFileQuantizationType, gguf } from "@huggingface/gguf";
+import { Worker } from "node:worker_threads";
 
 export interface GgufSummary {
   architecture: string;
@@ -44,8 +43,6 @@ export interface SpecialTokens {
   fimMiddle?: string;
 }
 
-const EMBEDDING_ARCHITECTURES = new Set(["bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder", "modern-bert", "neo-bert"]);
-
 const cache = new Map<string, { key: string; summary: GgufSummary }>();
 
 export async function readGgufSummary(path: string): Promise<GgufSummary> {
@@ -53,84 +50,65 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
   const key = `${info.size}:${info.mtimeMs}`;
   const hit = cache.get(path);
   if (hit && hit.key === key) return hit.summary;
-  const summary = await parse(path, info.size, info.mtimeMs);
+  const summary = await reader.summarize(path, info.size, info.mtimeMs);
   cache.set(path, { key, summary });
   return summary;
 }
 
-async function parse(path: string, sizeBytes: number, modifiedMs: number): Promise<GgufSummary> {
-  const parsed = await gguf(path, { allowLocalFile: true, computeParametersCount: true });
-  const meta = parsed.metadata as unknown as Record<string, unknown>;
-  const architecture = String(meta["general.architecture"] ?? "unknown");
-  const archKey = (key: string) => toNumber(meta[`${architecture}.${key}`]);
-  const fileType = toNumber(meta["general.file_type"]);
-  const poolingType = archKey("pooling_type");
-  return {
-    architecture,
-    name: optionalString(meta["general.name"]),
-    basename: optionalString(meta["general.basename"]),
-    contextLength: archKey("context_length"),
-    embeddingLength: archKey("embedding_length"),
-    blockCount: archKey("block_count"),
-    headCount: archKey("attention.head_count"),
-    headCountKv: archKey("attention.head_count_kv"),
-    parameterCount: toNumber(meta["general.parameter_count"]) ?? parsed.parameterCount,
-    quantization: quantizationName(fileType),
-    fileType,
-    sizeBytes,
-    modifiedMs,
-    chatTemplate: optionalString(meta["tokenizer.chat_template"]),
-    isEmbedding: EMBEDDING_ARCHITECTURES.has(architecture) || (poolingType !== undefined && poolingType > 0),
-    poolingType,
-    license: optionalString(meta["general.license"]),
-    vocabularySize: Array.isArray(meta["tokenizer.ggml.tokens"]) ? (meta["tokenizer.ggml.tokens"] as unknown[]).length : 0,
-    specialTokens: specialTokens(meta),
-    flat: scalarsOnly(meta),
-  };
-}
+/** How long the worker waits for another file before it ends (a catalogue is read in one burst). */
+const IDLE_MS = 200;
 
-/**
- * Token ids from the header, as text from the vocabulary. llama.cpp's converters write FIM ids under two
- * generations of keys (`fim_pre_token_id`, older `prefix_token_id`); either names the same token.
- */
-function specialTokens(meta: Record<string, unknown>): SpecialTokens {
-  const vocabulary = meta["tokenizer.ggml.tokens"];
-  const text = (...keys: string[]): string | undefined => {
-    if (!Array.isArray(vocabulary)) return undefined;
-    for (const key of keys) {
-      const id = toNumber(meta[`tokenizer.ggml.${key}`]);
-      const token: unknown = id === undefined ? undefined : vocabulary[id];
-      if (typeof token === "string" && token.length > 0) return token;
-    }
-    return undefined;
-  };
-  const bosId = toNumber(meta["tokenizer.ggml.bos_token_id"]);
-  const found: SpecialTokens = {
-    bos: text("bos_token_id"),
-    prependedBosId: meta["tokenizer.ggml.add_bos_token"] === true ? bosId : undefined,
-    fimPrefix: text("fim_pre_token_id", "prefix_token_id"),
-    fimSuffix: text("fim_suf_token_id", "suffix_token_id"),
-    fimMiddle: text("fim_mid_token_id", "middle_token_id"),
-  };
-  return Object.fromEntries(Object.entries(found).filter(([, value]) => value !== undefined));
-}
+type Reply = { id: number; summary: GgufSummary } | { id: number; error: { message: string; code?: string } };
 
-export function quantizationName(fileType: number | undefined): string {
-  if (fileType === undefined) return "unknown";
-  return GGMLFileQuantizationType[fileType] ?? `type-${fileType}`;
-}
+class HeaderReader {
+  private worker: Worker | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve(summary: GgufSummary): void; reject(error: Error): void }>();
 
-/** Drops the tokenizer's arrays and other lists; what remains is small and JSON-safe. */
-function scalarsOnly(meta: Record<string, unknown>): Record<string, string | number | boolean> {
-  const out: Record<string, string | number | boolean> = {};
-  for (const [key, value] of Object.entries(meta)) {
-    if (typeof value === "bigint") out[key] = Number(value);
-    else if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") out[key] = value;
+  summarize(path: string, sizeBytes: number, modifiedMs: number): Promise<GgufSummary> {
+    clearTimeout(this.idleTimer);
+    const worker = this.worker ?? this.start();
+    // Referenced while it owes answers; an idle worker must not keep a finished program (a CLI command, a test) alive.
+    worker.ref();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage({ id, path, sizeBytes, modifiedMs });
+    });
   }
-  return out;
+
+  private start(): Worker {
+    const worker = new Worker(new URL("./summary-worker.js", import.meta.url));
+    worker.on("message", (reply: Reply) => {
+      const waiter = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      if ("summary" in reply) waiter?.resolve(reply.summary);
+      else waiter?.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }));
+      if (this.pending.size === 0) {
+        worker.unref();
+        this.idleTimer = setTimeout(() => this.stop(), IDLE_MS).unref();
+      }
+    });
+    // Only the current worker owes answers: one that was stopped when idle ends quietly.
+    const failAll = (error: Error) => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    };
+    worker.on("error", failAll);
+    worker.on("exit", (code) => failAll(new Error(`the GGUF reader thread exited (code ${code})`)));
+    this.worker = worker;
+    return worker;
+  }
+
+  private stop(): void {
+    const worker = this.worker;
+    this.worker = undefined;
+    void worker?.terminate();
+  }
 }
 
-const toNumber = (value: unknown): number | undefined =>
-  typeof value === "number" ? value : typeof value === "bigint" ? Number(value) : undefined;
+const reader = new HeaderReader();
 
-const optionalString = (value: unknown): string | undefined => (typeof value === "string" && value.length > 0 ? value : undefined);
