@@ -365,6 +365,14 @@ test("swap between an embedded model and llama-server models (chat, stream, embe
     for (const model of ["a", "b", "e"]) assert.ok(rec.events.some((e) => e.event === "model.started" && e.model === model), `'${model}' was loaded`);
     assert.ok(swaps < total, `requests were collated: ${swaps} loads for ${total} requests`);
     assert.ok(swaps <= modelChanges(result.completed) + 1, `no needless reload: ${rec.describe()}`);
+
+    // Ollama's embed truncates an over-long input in llama-server's own tokens.
+    const long = "the quick brown fox jumps over the lazy dog ".repeat(80);
+    const embed = await fetch(`${gw.ollama}/api/embed`, { method: "POST", body: JSON.stringify({ model: "e", input: long }) });
+    assert.equal(embed.status, 200, await embed.clone().text());
+    const embedded = (await embed.json()) as { embeddings: number[][]; prompt_eval_count: number };
+    assert.equal(embedded.embeddings.length, 1);
+    assert.ok(embedded.prompt_eval_count > 100 && embedded.prompt_eval_count <= 512, `cut to the context: ${embedded.prompt_eval_count} tokens`);
   });
 });
 

@@ -202,6 +202,8 @@ test("embed (batch, L2-normalised, dimensions, truncate) and legacy embeddings",
   const long = "the quick brown fox jumps over the lazy dog ".repeat(80);
   const truncated = await ollama.embed({ model: "tiny-embed", input: long });
   assert.equal(truncated.embeddings[0]?.length, 64, "an input longer than the context is truncated to fit");
+  // Cut in tokens, as Ollama does: to the whole context (256 here) less the one token the runner must keep free.
+  assert.equal(truncated.prompt_eval_count, 255);
   await assert.rejects(ollama.embed({ model: "tiny-embed", input: long, truncate: false }), (e: { status_code?: number }) => e.status_code === 400);
 
   const legacy = await ollama.embeddings({ model: "tiny-embed", prompt: "Hello world" });

@@ -30,7 +30,7 @@ import {
   showRequestSchema,
 } from "./schemas.js";
 import { type Metrics, metrics, NdjsonWriter, type Piece, pieces, type StreamSummary, doneReason } from "./stream.js";
-import { contextTokens, continuedPrompt, templatedPrompt } from "./context.js";
+import { contextTokens, continuedPrompt, templatedPrompt, truncatedInputs } from "./tokens.js";
 import { chatBody, continuation, generateBody } from "./translate.js";
 import { readJson, sendChecked, UpstreamFailure } from "./upstream.js";
 import type { Cancellation } from "../../lifecycle/cancellation.js";
@@ -317,39 +317,34 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
   });
 
   /** Embeds `inputs` (one backend call), cutting over-long inputs to fit when `truncate` allows. */
-  const embedAll = async (name: string, inputs: string[], truncate: boolean, keepAliveMs: number | null | undefined, signal: Cancellation) => {
-    const once = async (input: string[]) => {
+  const embedAll = async (entry: ModelEntry, name: string, inputs: string[], truncate: boolean, keepAliveMs: number | null | undefined, signal: Cancellation) => {
+    const once = async (input: string[] | number[][]) => {
       const exchange = await sendChecked(inference, "embeddings", { model: name, input, encoding_format: "float" }, signal, keepAliveMs);
       const response = await readJson<EmbeddingResponse>(exchange);
       return { vectors: response.data.map((d) => d.embedding as number[]), tokens: response.usage?.prompt_tokens ?? 0 };
     };
-    const tooLong = (error: unknown) => error instanceof UpstreamFailure && (error.upstreamCode === "context_length_exceeded" || /context/i.test(error.message));
+    // Our runner's "context_length_exceeded"; llama-server's "input is too large to process" (its batch).
+    const tooLong = (error: unknown) =>
+      error instanceof UpstreamFailure && (error.upstreamCode === "context_length_exceeded" || /context|too large/i.test(error.message));
     try {
       return await once(inputs);
     } catch (error) {
       if (!truncate || !tooLong(error)) throw error;
     }
-    // Ollama truncates to the context in tokens; the backend's OpenAI API has no tokenizer, so an
-    // over-long input is cut by characters, in proportion to how much it overflows, until it fits.
-    const vectors: number[][] = [];
-    let tokens = 0;
-    for (const input of inputs) {
-      let text = input;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const result = await once([text]);
-          vectors.push(result.vectors[0] ?? []);
-          tokens += result.tokens;
-          break;
-        } catch (error) {
-          if (!tooLong(error) || attempt >= 6 || text.length <= 1) throw error;
-          const counts = /(\d+) tokens? and the context holds (\d+)/.exec((error as Error).message);
-          const ratio = counts ? Number(counts[2]) / Number(counts[1]) : 0.5;
-          text = text.slice(0, Math.max(1, Math.floor(text.length * Math.min(0.95, ratio * 0.95))));
-        }
+    // As Ollama: cut to the context, in the model's own tokens. The backend may hold fewer than the
+    // context (llama-server's batch for embeddings): its error names how many, and the cut follows.
+    let limit = contextSize(entry) - 1;
+    const tokenized = await truncatedInputs(inference, entry, name, inputs, limit, signal, keepAliveMs);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await once(tokenized.map((tokens) => tokens.slice(0, limit)));
+      } catch (error) {
+        if (!tooLong(error) || attempt >= 4 || limit <= 1) throw error;
+        const message = (error as Error).message;
+        const held = /context holds (\d+)/.exec(message)?.[1] ?? /batch size: (\d+)/.exec(message)?.[1];
+        limit = held === undefined ? Math.floor(limit / 2) : Math.min(limit - 1, Number(held) - 1);
       }
     }
-    return { vectors, tokens };
   };
 
   /** Loads the model when it is not ready yet, so `load_duration` is the real load wait. */
@@ -377,7 +372,7 @@ async function apiRoutes(api: FastifyInstance, options: ApiOptions): Promise<voi
     let tokens = 0;
     if (inputs.length > 0) {
       // keep_alive 0 applies once every part of this request is done, not after its first backend call.
-      const result = await embedAll(name, inputs, body.truncate !== false, keepAliveMs === 0 ? undefined : keepAliveMs, abortOnClientClose(reply.raw));
+      const result = await embedAll(entry, name, inputs, body.truncate !== false, keepAliveMs === 0 ? undefined : keepAliveMs, abortOnClientClose(reply.raw));
       tokens = result.tokens;
       const dimensions = body.dimensions ?? undefined;
       embeddings = result.vectors.map((v) => {
