@@ -56,6 +56,8 @@ export class InferenceService {
     body: { model: string } & Record<string, unknown>,
     signal: Cancellation,
     keepAliveMs?: number | null,
+    /** The body exactly as the client sent it, when `body` is that body unchanged. */
+    raw?: string,
   ): Promise<Exchange> {
     const entry = this.resolve(body.model);
     if (this.speechModels.has(entry.id)) {
@@ -68,7 +70,9 @@ export class InferenceService {
     if (!entry.autoStart && this.lifecycle.status(entry.id).state !== "ready") {
       throw new GatewayError("model_not_loaded", `Model '${entry.id}' is not loaded and does not load on demand; start it with POST /v1/models/${encodeURIComponent(entry.id)}/start.`, { param: "model" });
     }
-    const payload = JSON.stringify({ ...body, model: entry.upstreamModel });
+    // When the backend knows the model by the name the client used, the client's own bytes go as they
+    // are: re-serialising a long prompt costs more than everything else the gateway does with it.
+    const payload = raw !== undefined && body.model === entry.upstreamModel ? raw : JSON.stringify({ ...body, model: entry.upstreamModel });
     const lease = await this.lifecycle.acquire(entry, { signal, keepAliveMs });
     try {
       return await this.forward(lease, endpoint, payload, signal);

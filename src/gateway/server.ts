@@ -61,6 +61,10 @@ declare module "fastify" {
   interface FastifyInstance {
     routeTable: RouteEntry[];
   }
+  interface FastifyRequest {
+    /** The JSON body as received, for routes that forward it unchanged. */
+    rawJson: string | undefined;
+  }
 }
 
 export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyInstance {
@@ -89,6 +93,7 @@ export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyIns
   // The first onRequest hook, so requests refused by the policies below are counted too.
   if (deps.events) registerRequestMetrics(app, name, deps.events.metrics);
   app.decorateRequest("authenticated", false);
+  app.decorateRequest("rawJson", undefined);
   // Every route this listener serves, as registered: the policy tests walk it, so a new route is covered.
   const routeTable: RouteEntry[] = [];
   app.decorate("routeTable", routeTable);
@@ -100,9 +105,13 @@ export function buildListener(name: ListenerName, deps: GatewayDeps): FastifyIns
   // content type at all: treat any body as JSON, as Ollama and LM Studio do. Fastify's own JSON
   // parser is replaced too, so every body gets the same depth check and the same 400s.
   app.removeContentTypeParser(["text/plain", "application/json"]);
-  app.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
+  app.addContentTypeParser("*", { parseAs: "string" }, (request, body, done) => {
     try {
-      done(null, parseJsonBody(String(body)));
+      const text = String(body);
+      const parsed = parseJsonBody(text);
+      // Before done(): it may run the handler at once.
+      request.rawJson = text;
+      done(null, parsed);
     } catch (error) {
       done(error as GatewayError, undefined);
     }

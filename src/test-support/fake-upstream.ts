@@ -19,9 +19,12 @@
  *   --watch-stdin            exit when stdin ends (off by default: the gateway's watchdog is what is tested;
  *                            note that under the watchdog stdin is /dev/null, so this exits at once there)
  *
+ * Embeddings answers carry `x_body_sha256`, the SHA-256 of the request body exactly as received.
+ *
  * It never dies of a broken stdout/stderr pipe, so a test of the gateway's orphan handling sees the
  * watchdog at work, not an EPIPE.
  */
+import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 
@@ -93,16 +96,17 @@ function send(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
-function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+/** The parsed body, and the raw text it came as. */
+function readJson(req: IncomingMessage): Promise<{ body: Record<string, unknown>; text: string }> {
   return new Promise((resolve) => {
     let text = "";
     req.setEncoding("utf8").on("data", (d: string) => (text += d));
     req.on("end", () => {
       try {
         const value: unknown = JSON.parse(text);
-        resolve(value && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {});
+        resolve({ body: value && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : {}, text });
       } catch {
-        resolve({});
+        resolve({ body: {}, text });
       }
     });
   });
@@ -166,14 +170,16 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     send(res, 404, JSON.stringify({ error: { code: 404, message: "File Not Found", type: "not_found_error" } }));
     return;
   }
-  const body = await readJson(req);
+  const { body, text: received } = await readJson(req);
   const model = String(body["model"] ?? "fake");
   if (path === "/v1/embeddings") {
     const inputs = Array.isArray(body["input"]) ? body["input"] : [body["input"]];
     const vector = [0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.7, -0.8];
     const encode = (v: number[]) => (body["encoding_format"] === "base64" ? Buffer.from(new Float32Array(v).buffer).toString("base64") : v);
     const data = inputs.map((_, index) => ({ object: "embedding", index, embedding: encode(vector) }));
-    send(res, 200, JSON.stringify({ object: "list", data, model, usage: { prompt_tokens: inputs.length, total_tokens: inputs.length } }));
+    // What the proxy in front sent, byte for byte, for tests of what it forwards.
+    const receivedSha256 = createHash("sha256").update(received).digest("hex");
+    send(res, 200, JSON.stringify({ object: "list", data, model, usage: { prompt_tokens: inputs.length, total_tokens: inputs.length }, x_body_sha256: receivedSha256 }));
     return;
   }
   const chat = path === "/v1/chat/completions";

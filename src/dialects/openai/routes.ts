@@ -1,5 +1,5 @@
 /** The OpenAI API (`/v1/...`), served on both listeners. Bodies are validated, then relayed as they are. */
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Catalog, ModelEntry } from "../../catalog/catalog.js";
 import { modelNotFound } from "../../errors/index.js";
 import { abortOnClientClose } from "../../gateway/client-abort.js";
@@ -40,14 +40,14 @@ export async function openAIRoutes(app: FastifyInstance, { catalog, lifecycle, i
     return modelObject(entry, lifecycle);
   });
 
-  const forward = async (endpoint: Endpoint, body: { model: string } & Record<string, unknown>, reply: FastifyReply) => {
+  const forward = async (endpoint: Endpoint, body: { model: string } & Record<string, unknown>, request: FastifyRequest, reply: FastifyReply) => {
     const signal = abortOnClientClose(reply.raw);
-    const exchange = await inference.send(endpoint, body, signal);
+    const exchange = await inference.send(endpoint, body, signal, undefined, request.rawJson);
     reply.hijack();
     await relay(reply.raw, exchange, { streamError: openAIStreamError, stallMs });
   };
 
-  app.post("/v1/chat/completions", (request, reply) => forward("chat", parseBody(chatCompletionRequestSchema, request.body), reply));
-  app.post("/v1/completions", (request, reply) => forward("completions", parseBody(completionRequestSchema, request.body), reply));
-  app.post("/v1/embeddings", (request, reply) => forward("embeddings", parseBody(embeddingRequestSchema, request.body), reply));
+  app.post("/v1/chat/completions", (request, reply) => forward("chat", parseBody(chatCompletionRequestSchema, request.body), request, reply));
+  app.post("/v1/completions", (request, reply) => forward("completions", parseBody(completionRequestSchema, request.body), request, reply));
+  app.post("/v1/embeddings", (request, reply) => forward("embeddings", parseBody(embeddingRequestSchema, request.body), request, reply));
 }
