@@ -84,7 +84,11 @@ export interface FimFormat {
 export function fimFormat(entry: ModelEntry): FimFormat | undefined {
   const tokens = entry.gguf?.specialTokens;
   if (!tokens?.fimPrefix || !tokens.fimSuffix || !tokens.fimMiddle || entry.gguf?.isEmbedding) return undefined;
+  // CodeLlama's format is "<PRE> {prefix} <SUF>{suffix} <MID>". Its own vocabulary spells the tokens
+  // "▁<PRE>", "▁<SUF>", "▁<MID>": SentencePiece's space mark is part of the token, so only the space
+  // after the prefix token is text.
   if (tokens.fimPrefix === "<PRE>") return { prefix: "<PRE> ", suffix: ` ${tokens.fimSuffix}`, middle: ` ${tokens.fimMiddle}` };
+  if (tokens.fimPrefix === "▁<PRE>") return { prefix: "▁<PRE> ", suffix: tokens.fimSuffix, middle: tokens.fimMiddle };
   return { prefix: tokens.fimPrefix, suffix: tokens.fimSuffix, middle: tokens.fimMiddle };
 }
 

@@ -171,6 +171,8 @@ test("chat and generate bodies; generate picks chat, raw completion or FIM", () 
   assert.equal(other.body["prompt"], "<A>x<B>y<C>");
   const codellama = generateBody(entry({}, {}, undefined, { fimPrefix: "<PRE>", fimSuffix: "<SUF>", fimMiddle: "<MID>" }), { prompt: "x", suffix: "y" }, "c");
   assert.equal(codellama.body["prompt"], "<PRE> x <SUF>y <MID>");
+  const spelled = generateBody(entry({}, {}, undefined, { fimPrefix: "▁<PRE>", fimSuffix: "▁<SUF>", fimMiddle: "▁<MID>" }), { prompt: "x", suffix: "y" }, "c");
+  assert.equal(spelled.body["prompt"], "▁<PRE> x▁<SUF>y▁<MID>");
   // Two of three tokens are not enough to build the prompt.
   assert.throws(() => generateBody(entry({}, {}, undefined, { fimPrefix: "<A>", fimSuffix: "<B>" }), { prompt: "x", suffix: "y" }, "p"), /does not support insert/);
 });
