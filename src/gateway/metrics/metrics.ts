@@ -45,7 +45,7 @@ function processMetricsRegistry(): Registry {
 }
 
 /** The value for `key`, made once. */
-function cached<V>(map: Map<string, V>, key: string, make: () => V): V {
+function cached<K, V>(map: Map<K, V>, key: K, make: () => V): V {
   let value = map.get(key);
   if (value === undefined) {
     value = make();
@@ -56,7 +56,6 @@ function cached<V>(map: Map<string, V>, key: string, make: () => V): V {
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  private readonly upstreamSeries = new Map<string, CounterSeries>();
   private readonly tokenSeries = new Map<string, { generated: CounterSeries; prompt: CounterSeries }>();
   /** Labels: listener, dialect, route, method, status (per request: see fast.ts). */
   readonly httpRequests = new FastCounter(
@@ -222,9 +221,11 @@ export class GatewayMetrics {
       bus,
       catalog,
       lifecycle,
-      // Series found once per model (and endpoint and status), not built from a label object per response.
-      onResponse: ({ model, endpoint, status }) =>
-        cached(this.upstreamSeries, `${model}\0${endpoint}\0${status}`, () => this.upstreamRequests.labels({ model, endpoint, status })).inc(),
+      // Series found once per model, endpoint and status, not built from a label object per response.
+      responseCounter: (model, endpoint) => {
+        const byStatus = new Map<number | string, CounterSeries>();
+        return (status) => cached(byStatus, status, () => this.upstreamRequests.labels({ model, endpoint, status: String(status) })).inc();
+      },
       onTokens: (model, completion, prompt) => {
         const series = cached(this.tokenSeries, model, () => ({ generated: this.generatedTokens.labels({ model }), prompt: this.promptTokens.labels({ model }) }));
         if (completion > 0) series.generated.inc(completion);

@@ -21,6 +21,9 @@ interface UndiciRequest {
 interface Tracked {
   model: string;
   endpoint: "chat" | "completions";
+  /** Counts this response by the backend's status. */
+  count(status: number | "error"): void;
+  /** Known at the first chunk of the body: an SSE stream, not a JSON document. */
   streaming: boolean;
   status: number;
   /** The last chunks of the body (references, not copies): the usage or timings are in the last event. */
@@ -32,7 +35,8 @@ export interface UpstreamTrackerOptions {
   bus: EventBus;
   catalog: Catalog;
   lifecycle: Lifecycle;
-  onResponse(info: { model: string; endpoint: string; status: string }): void;
+  /** How to count a model's responses on an endpoint, by status: asked once per model and endpoint. */
+  responseCounter(model: string, endpoint: string): (status: number | "error") => void;
   onTokens(model: string, completion: number, prompt: number): void;
 }
 
@@ -80,6 +84,7 @@ function lastNumber(text: string, key: string): number | undefined {
 export class UpstreamTracker {
   private readonly tracked = new WeakMap<object, Tracked>();
   private readonly origins = new Map<string, string>();
+  private readonly counters = new Map<string, Record<Tracked["endpoint"], Tracked["count"]>>();
   private refreshedAt = 0;
   private readonly unsubscribeBus: () => void;
 
@@ -90,22 +95,27 @@ export class UpstreamTracker {
     if (!endpoint) return;
     const model = this.modelFor(request.origin);
     if (model === undefined) return;
-    this.tracked.set(request, { model, endpoint, streaming: false, status: 0, tail: [], contentEvents: 0 });
+    let counters = this.counters.get(model);
+    if (!counters) {
+      counters = { chat: this.options.responseCounter(model, "chat"), completions: this.options.responseCounter(model, "completions") };
+      this.counters.set(model, counters);
+    }
+    this.tracked.set(request, { model, endpoint, count: counters[endpoint], streaming: false, status: 0, tail: [], contentEvents: 0 });
   };
 
   private readonly onHeaders = (message: unknown) => {
-    const { request, response } = message as { request: object; response: { statusCode: number; headers: unknown } };
+    const { request, response } = message as { request: object; response: { statusCode: number } };
     const track = this.tracked.get(request);
     if (!track) return;
     track.status = response.statusCode;
-    track.streaming = rawHeaderIncludes(response.headers, "text/event-stream");
-    this.options.onResponse({ model: track.model, endpoint: track.endpoint, status: String(response.statusCode) });
+    track.count(response.statusCode);
   };
 
   private readonly onChunk = (message: unknown) => {
     const { request, chunk } = message as { request: object; chunk: Buffer };
     const track = this.tracked.get(request);
     if (!track || track.status >= 400) return;
+    if (track.tail.length === 0 && track.contentEvents === 0) track.streaming = startsLikeSse(chunk);
     if (track.streaming) track.contentEvents += countContent(chunk);
     track.tail.push(chunk);
     if (track.tail.length > TAIL_CHUNKS) track.tail.shift();
@@ -134,7 +144,7 @@ export class UpstreamTracker {
       const completion = lastNumber(tail, "completion_tokens") ?? lastNumber(tail, "predicted_n") ?? (track.streaming ? track.contentEvents : 0);
       this.options.onTokens(track.model, completion, 0);
     } else if (track.status === 0) {
-      this.options.onResponse({ model: track.model, endpoint: track.endpoint, status: "error" });
+      track.count("error");
     }
   };
 
@@ -188,14 +198,11 @@ function tailText(chunks: Buffer[]): string {
   return joined.subarray(Math.max(0, joined.length - TAIL_BYTES)).toString("utf8");
 }
 
-const CONTENT_TYPE = "content-type";
-
-/** undici passes raw headers (alternating names and values, as Buffers or strings); most names are skipped by their length alone. */
-function rawHeaderIncludes(headers: unknown, needle: string): boolean {
-  if (!Array.isArray(headers)) return false;
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    const name = headers[i] as Buffer | string;
-    if (name.length === CONTENT_TYPE.length && name.toString().toLowerCase() === CONTENT_TYPE) return String(headers[i + 1]).includes(needle);
+/** A JSON answer starts with `{` (after any whitespace); an SSE stream with `data:`, `event:` or a `:` comment. */
+function startsLikeSse(chunk: Buffer): boolean {
+  for (const byte of chunk) {
+    if (byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09) continue;
+    return byte !== 0x7b && byte !== 0x5b;
   }
   return false;
 }
