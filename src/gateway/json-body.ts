@@ -12,18 +12,25 @@ export function parseJsonBody(text: string): unknown {
   } catch {
     throw new GatewayError("invalid_request", "Request body is not valid JSON");
   }
-  if (depthExceeds(value, MAX_DEPTH)) throw new GatewayError("invalid_request", `Request body is nested more than ${MAX_DEPTH} levels deep`);
+  if (value !== null && typeof value === "object" && depthExceeds(value, MAX_DEPTH)) throw new GatewayError("invalid_request", `Request body is nested more than ${MAX_DEPTH} levels deep`);
   return value;
 }
 
-/** Iterative, so hostile input cannot overflow the stack here either. */
+/** Iterative, so hostile input cannot overflow the stack here either; no arrays made per object visited. */
 function depthExceeds(root: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[root, 0]];
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop() as [unknown, number];
-    if (value === null || typeof value !== "object") continue;
+  const values: unknown[] = [root];
+  const depths: number[] = [0];
+  while (values.length > 0) {
+    const value = values.pop() as Record<string, unknown>;
+    const depth = depths.pop() as number;
     if (depth >= max) return true;
-    for (const child of Object.values(value)) if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    for (const key in value) {
+      const child = value[key];
+      if (child !== null && typeof child === "object") {
+        values.push(child);
+        depths.push(depth + 1);
+      }
+    }
   }
   return false;
 }

@@ -9,8 +9,10 @@ import { GatewayError } from "../../errors/index.js";
 
 /** Liveness probes stay open so a load balancer or a client's "is it up?" check needs no key. */
 export function isLiveness(request: FastifyRequest): boolean {
-  const path = request.url.split("?")[0];
-  return path === "/health" || (path === "/" && (request.method === "GET" || request.method === "HEAD"));
+  const url = request.url;
+  // Compared in place: splitting the URL would allocate on every request.
+  if (url === "/health" || url.startsWith("/health?")) return true;
+  return (url === "/" || url.startsWith("/?")) && (request.method === "GET" || request.method === "HEAD");
 }
 
 const digest = (value: string) => createHash("sha256").update(value).digest();

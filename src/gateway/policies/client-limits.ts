@@ -42,10 +42,10 @@ const limited = () => new GatewayError("rate_limit_exceeded", "Rate limit exceed
 /** Streams: OpenAI and LM Studio with `stream: true`; Ollama's chat and generate unless `stream: false`; WebSockets and log tails. */
 export function isStreaming(request: FastifyRequest): boolean {
   if (request.headers.upgrade?.toLowerCase() === "websocket") return true;
-  const path = request.url.split("?")[0] ?? "";
-  if (path.endsWith("/logs/stream")) return true;
   const body = request.body as { stream?: unknown } | undefined;
   if (body && typeof body === "object" && body.stream === true) return true;
+  const path = request.url.split("?")[0] ?? "";
+  if (path.endsWith("/logs/stream")) return true;
   return (path === "/api/chat" || path === "/api/generate") && (body === undefined || typeof body !== "object" || body.stream !== false);
 }
 
@@ -67,23 +67,26 @@ export function registerClientLimits(app: FastifyInstance, options: ClientLimitO
   if (options.concurrentRequests > 0) {
     app.addHook("onRequest", (request, reply, done) => {
       if (options.exempt(request)) return done();
-      if (!requests.tryTake(request.ip)) {
+      // Fastify works the address out on every read of request.ip.
+      const client = request.ip;
+      if (!requests.tryTake(client)) {
         options.onRejected?.(request, "concurrent_requests");
         return done(limited());
       }
-      onEnd(request, () => requests.give(request.ip), reply.raw);
+      onEnd(request, () => requests.give(client), reply.raw);
       done();
     });
   }
   if (options.streamingConnections > 0) {
     // After the body is parsed: whether a request streams is in its body.
     app.addHook("preHandler", (request, reply, done) => {
-      if (options.exempt(request) || !isStreaming(request)) return done();
-      if (!streams.tryTake(request.ip)) {
+      if (!isStreaming(request) || options.exempt(request)) return done();
+      const client = request.ip;
+      if (!streams.tryTake(client)) {
         options.onRejected?.(request, "streaming_connections");
         return done(limited());
       }
-      onEnd(request, () => streams.give(request.ip), reply.raw);
+      onEnd(request, () => streams.give(client), reply.raw);
       done();
     });
   }
