@@ -27,6 +27,11 @@ export interface Sizes {
   swapRequestsPerClient: number;
   memoryStreams: number;
   memoryRounds: number;
+  /**
+   * How long the gateway is left without requests before its RSS counts as idle: V8 gives back the
+   * garbage of start-up or of a burst only when its memory reducer runs, ~8 s after the last activity.
+   */
+  memorySettleMs: number;
   backendTokens: number;
 }
 
@@ -47,6 +52,7 @@ export const FULL: Sizes = {
   swapRequestsPerClient: 8,
   memoryStreams: 200,
   memoryRounds: 4,
+  memorySettleMs: 12_000,
   backendTokens: 128,
 };
 
@@ -66,6 +72,7 @@ export const QUICK: Sizes = {
   swapRequestsPerClient: 3,
   memoryStreams: 20,
   memoryRounds: 2,
+  memorySettleMs: 500,
   backendTokens: 8,
 };
 

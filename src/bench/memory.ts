@@ -1,6 +1,10 @@
 /**
  * Section 5, memory: the gateway's RSS idle, with many streams open at once, and idle again after
  * each of several rounds of load (streams plus a burst of small requests), to catch growth.
+ *
+ * "Idle" is after `memorySettleMs` without requests: until V8's memory reducer has run (~8 s after the
+ * last activity), the RSS still holds the garbage of start-up or of the last burst, which V8 then gives
+ * back. Measured sooner, it is the start-up transient, not what an idle gateway holds.
  */
 import { chatBody, type Ctx, load, startFake, startGatewayTarget } from "./context.js";
 import { runStreams } from "./streams.js";
@@ -8,11 +12,11 @@ import { median, nowMs, rssBytes, sleep } from "./util.js";
 
 export interface MemoryResult {
   streams: number;
-  /** RSS right after start-up (listening, nothing served yet). */
+  /** RSS once settled after start-up (listening, nothing served yet). */
   idleBytes: number;
   /** Peak RSS per round while `streams` streams were open. */
   openPeakBytes: number[];
-  /** RSS after each round, once idle again. */
+  /** RSS after each round, once settled again. */
   afterRoundBytes: number[];
   /** Max open-streams peak over the rounds. */
   maxOpenBytes: number;
@@ -28,8 +32,11 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
   const target = await startGatewayTarget(ctx, upstream, { parallel: 1024, maxQueue: 1024, name: "memory", extraModels: { "local-gguf": { model_path: ctx.modelPath } } });
   const pid = target.rssPid!;
   try {
-    await sleep(sizes.quick ? 500 : 1500);
-    const idleBytes = median([rssBytes(pid), (await sleep(200), rssBytes(pid)), (await sleep(200), rssBytes(pid))]);
+    const settled = async () => {
+      await sleep(sizes.memorySettleMs);
+      return median([rssBytes(pid), (await sleep(200), rssBytes(pid)), (await sleep(200), rssBytes(pid))]);
+    };
+    const idleBytes = await settled();
     ctx.log(`  memory: idle ${(idleBytes / 2 ** 20).toFixed(1)} MB`);
     const openPeakBytes: number[] = [];
     const afterRoundBytes: number[] = [];
@@ -54,8 +61,7 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
       streamErrors += r.errors;
       if (Number.isNaN(openAt)) ctx.log(`  memory: not all ${sizes.memoryStreams} streams were open at once (errors ${r.errors})`);
       await load(ctx, { url: `${target.url}/v1/chat/completions`, body: chatBody(), connections: 64, durationS: sizes.quick ? 1 : 2 });
-      await sleep(sizes.quick ? 300 : 1000);
-      const after = rssBytes(pid);
+      const after = await settled();
       openPeakBytes.push(peak);
       afterRoundBytes.push(after);
       ctx.log(`  memory round ${round + 1}: ${sizes.memoryStreams} open streams peak ${(peak / 2 ** 20).toFixed(1)} MB, idle after ${(after / 2 ** 20).toFixed(1)} MB, errors ${r.errors}`);
