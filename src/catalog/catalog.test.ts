@@ -6,6 +6,7 @@ import { after, before, test } from "node:test";
 import { configSchema } from "../config/schema.js";
 import { tinyModelPath } from "../test-support/models.js";
 import { Catalog } from "./catalog.js";
+import { CatalogEdits } from "./edits.js";
 import { readGgufSummary } from "./gguf/metadata.js";
 
 let dir: string;
@@ -74,4 +75,40 @@ test("a configured model whose file is missing is an error entry", async () => {
   const config = configSchema.parse({ models: { gone: { model_path: "nowhere/gone.gguf" } }, models_dir: join(dir, "none") });
   const catalog = await Catalog.build({ config, configDir: dir });
   assert.equal(catalog.resolve("gone")?.error, "model file gone.gguf not found");
+});
+
+test("copies and deletes: saved, read back by the next start, and a dangling copy names nothing", async () => {
+  const file = join(dir, "edits", "catalog-edits.json");
+  const config = configSchema.parse({ models: { chat: { model_path: model }, other: { model_path: embedder } }, models_dir: join(dir, "none") });
+  const catalog = await Catalog.build({ config, configDir: dir, edits: CatalogEdits.load(file).edits });
+  assert.equal(catalog.copy("chat", "My-Copy:latest"), true);
+  assert.equal(catalog.copy("nothing", "x"), false);
+  assert.equal(catalog.resolve("my-copy")?.id, "chat", "a copy matches without its tag and in any case");
+  assert.deepEqual(catalog.remove("chat"), { found: true, removed: catalog.get("chat") });
+  assert.equal(catalog.resolve("chat"), undefined);
+  assert.deepEqual(catalog.listed.map((e) => e.id), ["other"]);
+  assert.equal(catalog.resolve("My-Copy")?.id, "chat", "a copy outlives its source");
+  assert.equal(catalog.get("chat")?.id, "chat", "the gateway still knows the entry");
+
+  // The next start reads the same edits back.
+  const loaded = CatalogEdits.load(file);
+  assert.equal(loaded.problem, undefined);
+  const again = await Catalog.build({ config, configDir: dir, edits: loaded.edits });
+  assert.equal(again.resolve("chat"), undefined);
+  assert.equal(again.resolve("my-copy:latest")?.id, "chat");
+  assert.equal(again.restore("chat")?.id, "chat");
+  assert.equal(again.resolve("chat")?.id, "chat");
+  assert.deepEqual(again.remove("my-copy"), { found: true });
+  assert.deepEqual(again.copies(), []);
+
+  // A copy whose entry left the catalogue names nothing, and does not hide an entry of that name.
+  const renamed = configSchema.parse({ models: { "My-Copy": { model_path: model } }, models_dir: join(dir, "none") });
+  const edits = CatalogEdits.load(join(dir, "edits", "dangling.json")).edits;
+  edits.addCopy("My-Copy", "gone");
+  const third = await Catalog.build({ config: renamed, configDir: dir, edits });
+  assert.equal(third.resolve("My-Copy")?.id, "My-Copy");
+  assert.deepEqual(third.copies(), []);
+
+  await writeFile(join(dir, "edits", "broken.json"), "{ not json");
+  assert.match(CatalogEdits.load(join(dir, "edits", "broken.json")).problem ?? "", /not readable JSON/);
 });

@@ -109,7 +109,9 @@ export class Catalog {
    */
   resolve(name: string): ModelEntry | undefined {
     const copy = this.edits.copyOf(name);
-    if (copy) return this.get(copy.id);
+    // A copy of an entry that has left the catalogue (its file is gone) names nothing; the name may still be an entry's.
+    const copied = copy && this.get(copy.id);
+    if (copied) return copied;
     const entry = this.lookup(name.trim());
     return entry && !this.edits.isRemoved(entry.id) ? entry : undefined;
   }
