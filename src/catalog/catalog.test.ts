@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { configSchema } from "../config/schema.js";
+import type { GatewayError } from "../errors/index.js";
 import { tinyModelPath } from "../test-support/models.js";
 import { Catalog } from "./catalog.js";
 import { CatalogEdits } from "./edits.js";
@@ -111,4 +112,16 @@ test("copies and deletes: saved, read back by the next start, and a dangling cop
 
   await writeFile(join(dir, "edits", "broken.json"), "{ not json");
   assert.match(CatalogEdits.load(join(dir, "edits", "broken.json")).problem ?? "", /not readable JSON/);
+});
+
+test("a save that fails undoes the change and leaves no temporary file", async () => {
+  // A folder where the file should be: the rename over it fails.
+  const blocked = join(dir, "blocked", "catalog-edits.json");
+  await mkdir(join(blocked, "inside"), { recursive: true });
+  const edits = CatalogEdits.load(blocked).edits;
+  assert.throws(() => edits.addCopy("x", "chat"), (e: GatewayError) => e.code === "server_error" && /could not save/.test(e.message) && !e.message.includes(dir));
+  assert.equal(edits.copyOf("x"), undefined, "the copy was undone");
+  assert.throws(() => edits.setRemoved("chat", true), /could not save/);
+  assert.equal(edits.isRemoved("chat"), false, "the delete was undone");
+  assert.deepEqual(await readdir(join(dir, "blocked")), ["catalog-edits.json"], "no temporary file left");
 });

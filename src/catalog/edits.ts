@@ -10,8 +10,9 @@
  * The file is written whole to a temporary name and renamed over the old one, so a crash mid-write
  * leaves the previous version, never half of one.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname } from "node:path";
+import { GatewayError } from "../errors/index.js";
 
 interface EditsFile {
   /** Copy name as the client wrote it → the catalogue id it names. */
@@ -62,30 +63,42 @@ export class CatalogEdits {
   }
 
   addCopy(name: string, id: string): void {
-    this.copies.set(nameKey(name), { name: name.trim(), id });
-    this.save();
+    const key = nameKey(name);
+    const before = this.copies.get(key);
+    this.copies.set(key, { name: name.trim(), id });
+    this.saveOrUndo(() => (before ? this.copies.set(key, before) : this.copies.delete(key)));
   }
 
   /** Drops a copy; false when there is none of that name. */
   dropCopy(name: string): boolean {
-    if (!this.copies.delete(nameKey(name))) return false;
-    this.save();
+    const key = nameKey(name);
+    const before = this.copies.get(key);
+    if (!before) return false;
+    this.copies.delete(key);
+    this.saveOrUndo(() => this.copies.set(key, before));
     return true;
   }
 
   setRemoved(id: string, removed: boolean): void {
     if (removed === this.removed.has(id)) return;
-    if (removed) this.removed.add(id);
-    else this.removed.delete(id);
-    this.save();
+    const flip = (to: boolean) => (to ? this.removed.add(id) : this.removed.delete(id));
+    flip(removed);
+    this.saveOrUndo(() => flip(!removed));
   }
 
-  private save(): void {
+  /** Writes the file; when that fails, the change is undone, so memory never says what the file does not. */
+  private saveOrUndo(undo: () => void): void {
     if (this.file === undefined) return;
     const data: EditsFile = { copies: Object.fromEntries([...this.copies.values()].map((c) => [c.name, c.id])), removed: [...this.removed] };
-    mkdirSync(dirname(this.file), { recursive: true });
     const temp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(temp, `${JSON.stringify(data, null, 2)}\n`);
-    renameSync(temp, this.file);
+    try {
+      mkdirSync(dirname(this.file), { recursive: true });
+      writeFileSync(temp, `${JSON.stringify(data, null, 2)}\n`);
+      renameSync(temp, this.file);
+    } catch (error) {
+      undo();
+      rmSync(temp, { force: true });
+      throw new GatewayError("server_error", `could not save the catalogue's copies and deletes to ${basename(this.file)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    }
   }
 }

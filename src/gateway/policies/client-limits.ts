@@ -3,7 +3,7 @@
  * address. A slot is taken when the request starts (or is found to stream) and given back when its
  * response closes, however it closes, so counters never leak.
  */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { GatewayError } from "../../errors/index.js";
 
 export interface ClientLimitOptions {
@@ -64,31 +64,25 @@ function onEnd(request: FastifyRequest, release: () => void, raw: { once(event: 
 export function registerClientLimits(app: FastifyInstance, options: ClientLimitOptions): ClientCounters {
   const requests = new SlotCounter(options.concurrentRequests);
   const streams = new SlotCounter(options.streamingConnections);
+  /** Takes one of the client's slots until its response ends, or refuses the request for `limit`. */
+  const take = (counter: SlotCounter, limit: string, request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
+    // Fastify works the address out on every read of request.ip.
+    const client = request.ip;
+    if (!counter.tryTake(client)) {
+      options.onRejected?.(request, limit);
+      return done(limited());
+    }
+    onEnd(request, () => counter.give(client), reply.raw);
+    done();
+  };
   if (options.concurrentRequests > 0) {
-    app.addHook("onRequest", (request, reply, done) => {
-      if (options.exempt(request)) return done();
-      // Fastify works the address out on every read of request.ip.
-      const client = request.ip;
-      if (!requests.tryTake(client)) {
-        options.onRejected?.(request, "concurrent_requests");
-        return done(limited());
-      }
-      onEnd(request, () => requests.give(client), reply.raw);
-      done();
-    });
+    app.addHook("onRequest", (request, reply, done) => (options.exempt(request) ? done() : take(requests, "concurrent_requests", request, reply, done)));
   }
   if (options.streamingConnections > 0) {
     // After the body is parsed: whether a request streams is in its body.
-    app.addHook("preHandler", (request, reply, done) => {
-      if (!isStreaming(request) || options.exempt(request)) return done();
-      const client = request.ip;
-      if (!streams.tryTake(client)) {
-        options.onRejected?.(request, "streaming_connections");
-        return done(limited());
-      }
-      onEnd(request, () => streams.give(client), reply.raw);
-      done();
-    });
+    app.addHook("preHandler", (request, reply, done) =>
+      !isStreaming(request) || options.exempt(request) ? done() : take(streams, "streaming_connections", request, reply, done),
+    );
   }
   return { requests, streams };
 }
