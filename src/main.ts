@@ -82,14 +82,15 @@ export async function buildApp({ configFile, home, logger = createLogger(), env 
 
   const bus = new EventBus();
   const lifecycle = new Lifecycle({ config, catalog, bus, logger });
-  const upstream = new UpstreamClient();
+  const metrics = new GatewayMetrics({ bus, catalog, lifecycle, processMetrics: config.metrics.process_metrics });
+  const upstream = new UpstreamClient(metrics.upstreamObserver);
   const inference = new InferenceService(catalog, lifecycle, upstream, new Set(Object.keys(audioModels.catalogConfigs)));
   const audio = await AudioService.create({ config: config.audio, configDir, catalog, lifecycle, bus, logger, models: audioModels.models });
   if (!(audio instanceof AudioService)) {
+    metrics.close();
     await lifecycle.close();
     throw new ConfigError(configFile, audio.problems);
   }
-  const metrics = new GatewayMetrics({ bus, catalog, lifecycle, processMetrics: config.metrics.process_metrics });
   const webhooks: WebhookService = new WebhookService({
     home,
     bus,

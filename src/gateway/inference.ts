@@ -5,7 +5,8 @@
 import type { Catalog, ModelEntry } from "../catalog/catalog.js";
 import { GatewayError, invalidRequest, modelNotFound } from "../errors/index.js";
 import type { Lease, Lifecycle } from "../lifecycle/lifecycle.js";
-import type { UpstreamClient, UpstreamResponse } from "../upstream/client.js";
+import type { UpstreamClient, UpstreamRequest, UpstreamResponse } from "../upstream/client.js";
+import { type RelayOptions, relayResponse } from "./relay.js";
 import type { Cancellation } from "../lifecycle/cancellation.js";
 
 /**
@@ -51,14 +52,43 @@ export class InferenceService {
     return entry;
   }
 
+  /** Sends the request and hands back the backend's response as a stream, for dialects that read or translate it. */
   async send(
     endpoint: Endpoint,
     body: { model: string } & Record<string, unknown>,
     signal: Cancellation,
     keepAliveMs?: number | null,
-    /** The body exactly as the client sent it, when `body` is that body unchanged. */
-    raw?: string,
   ): Promise<Exchange> {
+    const { entry, payload } = this.prepare(endpoint, body);
+    return this.withLease(entry, signal, keepAliveMs, (lease) => this.forward(lease, endpoint, payload, signal));
+  }
+
+  /**
+   * Sends the request and relays the backend's response to the client as it is. Resolves once the client's
+   * response has ended; rejects (nothing written yet) when no backend answered.
+   */
+  async relay(
+    endpoint: Endpoint,
+    body: { model: string } & Record<string, unknown>,
+    signal: Cancellation,
+    options: RelayOptions & {
+      keepAliveMs?: number | null;
+      /** The body exactly as the client sent it, when `body` is that body unchanged. */
+      raw?: string | undefined;
+    },
+  ): Promise<void> {
+    const { entry, payload } = this.prepare(endpoint, body, options.raw);
+    await this.withLease(entry, signal, options.keepAliveMs, async (lease) => {
+      try {
+        await relayResponse((handler) => this.upstream.dispatch(this.target(lease, endpoint, payload), handler), entry.id, options);
+      } finally {
+        lease.release();
+      }
+    });
+  }
+
+  /** The entry and the body for its backend; refuses requests the model cannot serve, before any load. */
+  private prepare(endpoint: Endpoint, body: { model: string } & Record<string, unknown>, raw?: string): { entry: ModelEntry; payload: string } {
     const entry = this.resolve(body.model);
     if (this.speechModels.has(entry.id)) {
       // Refused before a load: a chat request must not start (or evict a chat model for) a whisper runner.
@@ -73,29 +103,40 @@ export class InferenceService {
     // When the backend knows the model by the name the client used, the client's own bytes go as they
     // are: re-serialising a long prompt costs more than everything else the gateway does with it.
     const payload = raw !== undefined && body.model === entry.upstreamModel ? raw : JSON.stringify({ ...body, model: entry.upstreamModel });
+    return { entry, payload };
+  }
+
+  /**
+   * Runs `use` with a lease on a ready backend. A backend that died a moment ago, before the gateway saw
+   * its exit, refused the connection: nothing was generated yet, so `use` runs once more with the fresh
+   * instance that replaces it.
+   */
+  private async withLease<T>(entry: ModelEntry, signal: Cancellation, keepAliveMs: number | null | undefined, use: (lease: Lease) => Promise<T>): Promise<T> {
     const lease = await this.lifecycle.acquire(entry, { signal, keepAliveMs });
     try {
-      return await this.forward(lease, endpoint, payload, signal);
+      return await use(lease);
     } catch (error) {
-      // A backend that died a moment ago, before the gateway saw its exit, refused the connection:
-      // nothing was generated yet, so the request goes once to the fresh instance that replaces it.
       if (signal.aborted || !isConnectionFailure(error) || !(await settlesWithin(lease.gone, RETRY_WINDOW_MS))) throw wrap(error, entry);
-      return this.forward(await this.lifecycle.acquire(entry, { signal, keepAliveMs }), endpoint, payload, signal).catch((e: unknown) => {
+      return use(await this.lifecycle.acquire(entry, { signal, keepAliveMs })).catch((e: unknown) => {
         throw wrap(e, entry);
       });
     }
   }
 
+  private target({ baseUrl, entry }: Lease, endpoint: Endpoint, body: string): UpstreamRequest {
+    return { baseUrl, path: UPSTREAM_PATH[endpoint], body, account: endpoint === "chat" || endpoint === "completions" ? { model: entry.id, endpoint } : undefined };
+  }
+
   private async forward(lease: Lease, endpoint: Endpoint, payload: string, signal: Cancellation): Promise<Exchange> {
     try {
-      const response = await this.upstream.request({ baseUrl: lease.baseUrl, path: UPSTREAM_PATH[endpoint], body: payload, signal });
+      const response = await this.upstream.request(this.target(lease, endpoint, payload), signal);
       const { entry, baseUrl } = lease;
       return {
         entry,
         response,
         release: lease.release,
         followUp: (next, body, nextSignal) =>
-          this.upstream.request({ baseUrl, path: UPSTREAM_PATH[next], body: JSON.stringify({ ...body, model: entry.upstreamModel }), signal: nextSignal }),
+          this.upstream.request({ baseUrl, path: UPSTREAM_PATH[next], body: JSON.stringify({ ...body, model: entry.upstreamModel }) }, nextSignal),
       };
     } catch (error) {
       lease.release();

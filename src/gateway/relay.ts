@@ -1,84 +1,148 @@
 /**
- * Byte-for-byte pass-through of an upstream response to the client: each chunk is written as it
- * arrives (streams are flushed per event), backpressure is respected, and the backend slot is
- * released whatever happens.
+ * Byte-for-byte pass-through of a backend's response to the client: undici hands each chunk straight to
+ * the client's socket (no stream in between, so a token costs one write), backpressure pauses the
+ * backend's socket, and the response ends however it ends without leaking the backend request.
  */
 import type { ServerResponse } from "node:http";
-import { writeWithBackpressure } from "./backpressure.js";
-import type { Exchange } from "./inference.js";
-
-type UpstreamBody = Exchange["response"]["body"];
+import type { Dispatcher } from "undici";
 
 export interface RelayOptions {
+  /** The client's response; nothing is written to it before the backend's status is known. */
+  res: ServerResponse;
+  /** Called once, just before the first byte goes to the client (Fastify: `reply.hijack()`). */
+  onStart(): void;
   /** How this dialect reports an error once a stream has started (a status can no longer be sent). */
   streamError(message: string): string;
   /** How long a client may leave a full socket unread before the response is abandoned. */
   stallMs: number;
 }
 
-/**
- * Copies `body` to `res` chunk by chunk with 'data' events: `for await` over a stream costs an
- * iterator step, a promise and a microtask per chunk, which on a token stream is per token.
- * Resolves at the body's end or when the client is gone; rejects when the body fails.
- */
-function pump(body: UpstreamBody, res: ServerResponse, stallMs: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const finish = (error?: Error) => {
-      body.off("data", onData);
-      body.off("end", onEnd);
-      body.off("error", onError);
-      res.off("close", onClose);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onData = (chunk: Buffer) => {
-      if (res.destroyed) return; // 'close' follows and ends the pump
-      const full = writeWithBackpressure(res, chunk, stallMs);
-      if (!full) return;
-      body.pause();
-      void full.then(() => {
-        if (!res.destroyed) body.resume();
-      });
-    };
-    const onEnd = () => finish();
-    const onError = (error: Error) => finish(error);
-    // The client went away: stop reading; the caller's catch sees a destroyed response.
-    const onClose = () => {
-      if (res.writableFinished) return;
-      finish(new Error("the client closed the connection"));
-    };
-    body.on("data", onData);
-    body.once("end", onEnd);
-    body.once("error", onError);
-    res.once("close", onClose);
-  });
-}
+const CONTENT_TYPE = "content-type";
+const CONTENT_LENGTH = "content-length";
 
-export async function relay(res: ServerResponse, exchange: Exchange, options: RelayOptions): Promise<void> {
-  const { response } = exchange;
-  const contentType = String(response.headers["content-type"] ?? "application/json");
+/** The response headers the client gets: the type, and the length of a JSON answer. */
+function clientHeaders(raw: Buffer[]): { headers: Record<string, string>; streaming: boolean } {
+  let contentType = "application/json";
+  let contentLength: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as Buffer;
+    // Lengths first: most headers are neither, and comparing lengths costs no string.
+    if (name.length === CONTENT_TYPE.length && name.toString("latin1").toLowerCase() === CONTENT_TYPE) contentType = (raw[i + 1] as Buffer).toString("latin1");
+    else if (name.length === CONTENT_LENGTH.length && name.toString("latin1").toLowerCase() === CONTENT_LENGTH) contentLength = (raw[i + 1] as Buffer).toString("latin1");
+  }
   const streaming = contentType.includes("text/event-stream");
   const headers: Record<string, string> = { "content-type": contentType };
   if (streaming) {
     headers["cache-control"] = "no-cache";
     headers["x-accel-buffering"] = "no";
-  } else if (response.headers["content-length"] !== undefined) {
-    headers["content-length"] = String(response.headers["content-length"]);
+  } else if (contentLength !== undefined) {
+    headers["content-length"] = contentLength;
   }
-  try {
-    res.writeHead(response.statusCode, headers);
+  return { headers, streaming };
+}
+
+/**
+ * One response's relay, as undici's handler. undici 7's core drives handlers through these
+ * (deprecated-typed) callbacks; a handler of its newer controller API would be wrapped once more and get
+ * its headers parsed into an object first.
+ */
+class ResponseRelay implements Dispatcher.DispatchHandler {
+  private abortUpstream: ((error?: Error) => void) | undefined;
+  private resumeUpstream: (() => void) | undefined;
+  private started = false;
+  private streaming = false;
+  private clientGone = false;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private settled = false;
+
+  constructor(
+    private readonly options: RelayOptions,
+    private readonly describe: string,
+    private readonly resolve: () => void,
+    private readonly reject: (error: Error) => void,
+  ) {
+    options.res.once("close", this.onClientClose);
+  }
+
+  onConnect(abort: (error?: Error) => void): void {
+    this.abortUpstream = abort;
+    if (this.clientGone) abort(new Error("the client closed the connection"));
+  }
+
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void): boolean {
+    // 1xx: informational, the real status follows.
+    if (statusCode < 200) return true;
+    this.resumeUpstream = resume;
+    const { res } = this.options;
+    const { headers, streaming } = clientHeaders(raw);
+    this.streaming = streaming;
+    this.started = true;
+    this.options.onStart();
+    res.writeHead(statusCode, headers);
     if (streaming) res.flushHeaders();
-    await pump(response.body, res, options.stallMs);
-    if (!res.destroyed) res.end();
-  } catch (error) {
-    if (res.destroyed || res.writableEnded) {
-      response.body.destroy();
-    } else if (streaming) {
-      res.end(options.streamError(`The backend for '${exchange.entry.id}' failed mid-stream: ${(error as Error).message}`));
-    } else {
-      res.destroy(error as Error);
-    }
-  } finally {
-    exchange.release();
+    return true;
   }
+
+  onData(chunk: Buffer): boolean {
+    const { res } = this.options;
+    // The client is gone: its 'close' aborts the backend request.
+    if (res.destroyed) return true;
+    if (res.write(chunk)) return true;
+    res.once("drain", this.onDrain);
+    this.stallTimer = setTimeout(this.onStall, this.options.stallMs);
+    return false;
+  }
+
+  onComplete(): void {
+    const { res } = this.options;
+    if (!res.destroyed) res.end();
+    this.settle();
+  }
+
+  onError(error: Error): void {
+    const { res } = this.options;
+    if (!this.started) return this.settle(error);
+    if (!res.destroyed && !res.writableEnded) {
+      if (this.streaming) res.end(this.options.streamError(`The backend for '${this.describe}' failed mid-stream: ${error.message}`));
+      else res.destroy(error);
+    }
+    this.settle();
+  }
+
+  private readonly onDrain = () => {
+    clearTimeout(this.stallTimer);
+    this.resumeUpstream?.();
+  };
+
+  private readonly onStall = () => {
+    this.options.res.off("drain", this.onDrain);
+    this.options.res.destroy(new Error(`the client read nothing for ${Math.round(this.options.stallMs / 1000)} s`));
+  };
+
+  private readonly onClientClose = () => {
+    if (this.options.res.writableFinished) return;
+    this.clientGone = true;
+    this.abortUpstream?.(new Error("the client closed the connection"));
+  };
+
+  private settle(error?: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.stallTimer);
+    this.options.res.off("close", this.onClientClose);
+    this.options.res.off("drain", this.onDrain);
+    if (error) this.reject(error);
+    else this.resolve();
+  }
+}
+
+/**
+ * Relays the response of the request that `dispatch` sends. Resolves when the client's response has
+ * ended, whatever happened once it started; rejects with the backend's error when nothing was written
+ * yet, so the caller can still answer with a status (or retry).
+ */
+export function relayResponse(dispatch: (handler: Dispatcher.DispatchHandler) => void, describe: string, options: RelayOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    dispatch(new ResponseRelay(options, describe, resolve, reject));
+  });
 }

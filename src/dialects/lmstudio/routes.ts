@@ -10,7 +10,6 @@ import { modelNotFound } from "../../errors/index.js";
 import { abortOnClientClose } from "../../gateway/client-abort.js";
 import { parseBody } from "../../gateway/errors.js";
 import type { Endpoint, InferenceService } from "../../gateway/inference.js";
-import { relay } from "../../gateway/relay.js";
 import type { Lifecycle } from "../../lifecycle/lifecycle.js";
 import { contextSize } from "../../lifecycle/memory.js";
 import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema, type Timings, type Usage } from "../../protocol/openai.js";
@@ -131,11 +130,19 @@ export async function lmStudioRoutes(app: FastifyInstance, options: LmStudioRout
     const named = catalog.resolve(body.model);
     if (named && !served(named)) throw modelNotFound(body.model);
     const signal = abortOnClientClose(reply.raw);
-    const exchange = await inference.send(endpoint, body, signal, keepAliveMs);
-    if (body["stream"] === true || endpoint === "embeddings" || exchange.response.statusCode >= 400) {
-      reply.hijack();
-      await relay(reply.raw, exchange, { streamError: openAIStreamError, stallMs: options.stallMs });
+    if (body["stream"] === true || endpoint === "embeddings") {
+      await inference.relay(endpoint, body, signal, { res: reply.raw, onStart: () => reply.hijack(), streamError: openAIStreamError, stallMs: options.stallMs, keepAliveMs });
       return reply;
+    }
+    const exchange = await inference.send(endpoint, body, signal, keepAliveMs);
+    if (exchange.response.statusCode >= 400) {
+      // The backend's own error, as it sent it.
+      try {
+        const text = await exchange.response.body.text();
+        return reply.code(exchange.response.statusCode).type(String(exchange.response.headers["content-type"] ?? "application/json")).send(text);
+      } finally {
+        exchange.release();
+      }
     }
     let answer: Record<string, unknown>;
     try {

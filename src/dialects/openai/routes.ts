@@ -5,7 +5,6 @@ import { modelNotFound } from "../../errors/index.js";
 import { abortOnClientClose } from "../../gateway/client-abort.js";
 import { parseBody } from "../../gateway/errors.js";
 import type { Endpoint, InferenceService } from "../../gateway/inference.js";
-import { relay } from "../../gateway/relay.js";
 import type { Lifecycle } from "../../lifecycle/lifecycle.js";
 import { chatCompletionRequestSchema, completionRequestSchema, embeddingRequestSchema } from "../../protocol/openai.js";
 import { openAIStreamError } from "./errors.js";
@@ -40,12 +39,14 @@ export async function openAIRoutes(app: FastifyInstance, { catalog, lifecycle, i
     return modelObject(entry, lifecycle);
   });
 
-  const forward = async (endpoint: Endpoint, body: { model: string } & Record<string, unknown>, request: FastifyRequest, reply: FastifyReply) => {
-    const signal = abortOnClientClose(reply.raw);
-    const exchange = await inference.send(endpoint, body, signal, undefined, request.rawJson);
-    reply.hijack();
-    await relay(reply.raw, exchange, { streamError: openAIStreamError, stallMs });
-  };
+  const forward = (endpoint: Endpoint, body: { model: string } & Record<string, unknown>, request: FastifyRequest, reply: FastifyReply) =>
+    inference.relay(endpoint, body, abortOnClientClose(reply.raw), {
+      res: reply.raw,
+      onStart: () => reply.hijack(),
+      streamError: openAIStreamError,
+      stallMs,
+      raw: request.rawJson,
+    });
 
   app.post("/v1/chat/completions", (request, reply) => forward("chat", parseBody(chatCompletionRequestSchema, request.body), request, reply));
   app.post("/v1/completions", (request, reply) => forward("completions", parseBody(completionRequestSchema, request.body), request, reply));

@@ -1,7 +1,7 @@
 /**
  * The gateway's Prometheus metrics (`GET /metrics`, prom-client). Nothing on the request path calls in
- * here directly: HTTP counts come from one Fastify hook (http.ts), tokens from undici's diagnostics
- * channels on the upstream requests (upstream.ts), model loads from the event bus, rate-limit refusals
+ * here directly: HTTP counts come from one Fastify hook (http.ts), tokens from the upstream client's
+ * accounting (`upstreamObserver`, src/upstream/accounting.ts), model loads from the event bus, rate-limit refusals
  * from the `llama-runner:rate-limit` channel; model states and queue depth are read at scrape time.
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
@@ -11,7 +11,7 @@ import type { EventBus, EventEnvelope } from "../../events/bus.js";
 import { RATE_LIMIT_CHANNEL, type RateLimitRejection } from "../../events/channels.js";
 import type { Lifecycle } from "../../lifecycle/lifecycle.js";
 import { type CounterSeries, FastCounter, FastHistogram } from "./fast.js";
-import { UpstreamTracker } from "./upstream.js";
+import type { UpstreamObserver } from "../../upstream/accounting.js";
 
 export interface MetricsOptions {
   bus: EventBus;
@@ -134,12 +134,25 @@ export class GatewayMetrics {
   });
 
   private webhookQueueDepth: () => number = () => 0;
-  private readonly tracker: UpstreamTracker;
   private readonly unsubscribeBus: () => void;
   private readonly limitValues = new Set<string>();
   private readonly onRateLimit = (message: unknown) => {
     const rejection = (message ?? {}) as RateLimitRejection;
     this.rateLimitRejections.inc({ listener: rejection.listener ?? "unknown", limit: this.boundedLabel(rejection.limit ?? "unknown") });
+  };
+
+  /** Counts generation requests and their tokens, fed by the upstream client (src/upstream/accounting.ts). */
+  readonly upstreamObserver: UpstreamObserver = {
+    // Series found once per model, endpoint and status, not built from a label object per response.
+    responseCounter: (model, endpoint) => {
+      const byStatus = new Map<number | string, CounterSeries>();
+      return (status) => cached(byStatus, status, () => this.upstreamRequests.labels({ model, endpoint, status: String(status) })).inc();
+    },
+    onTokens: (model, completion, prompt) => {
+      const series = cached(this.tokenSeries, model, () => ({ generated: this.generatedTokens.labels({ model }), prompt: this.promptTokens.labels({ model }) }));
+      if (completion > 0) series.generated.inc(completion);
+      if (prompt > 0) series.prompt.inc(prompt);
+    },
   };
 
   constructor(private readonly options: MetricsOptions) {
@@ -217,21 +230,6 @@ export class GatewayMetrics {
       }
     });
     subscribe(RATE_LIMIT_CHANNEL, this.onRateLimit);
-    this.tracker = new UpstreamTracker({
-      bus,
-      catalog,
-      lifecycle,
-      // Series found once per model, endpoint and status, not built from a label object per response.
-      responseCounter: (model, endpoint) => {
-        const byStatus = new Map<number | string, CounterSeries>();
-        return (status) => cached(byStatus, status, () => this.upstreamRequests.labels({ model, endpoint, status: String(status) })).inc();
-      },
-      onTokens: (model, completion, prompt) => {
-        const series = cached(this.tokenSeries, model, () => ({ generated: this.generatedTokens.labels({ model }), prompt: this.promptTokens.labels({ model }) }));
-        if (completion > 0) series.generated.inc(completion);
-        if (prompt > 0) series.prompt.inc(prompt);
-      },
-    });
   }
 
   /** The model label for a name a client sent: the catalogue id, so aliases and typos cannot explode the series. */
@@ -267,7 +265,6 @@ export class GatewayMetrics {
   close(): void {
     this.unsubscribeBus();
     unsubscribe(RATE_LIMIT_CHANNEL, this.onRateLimit);
-    this.tracker.close();
   }
 
   private boundedLabel(value: string): string {

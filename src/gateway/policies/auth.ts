@@ -4,26 +4,25 @@
  * bearer token included (GitHub Copilot sends one).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { IncomingHttpHeaders } from "node:http";
 import { GatewayError } from "../../errors/index.js";
 
 /** Liveness probes stay open so a load balancer or a client's "is it up?" check needs no key. */
-export function isLiveness(request: FastifyRequest): boolean {
-  const url = request.url;
+export function isLiveness(method: string, url: string): boolean {
   // Compared in place: splitting the URL would allocate on every request.
   if (url === "/health" || url.startsWith("/health?")) return true;
-  return (url === "/" || url.startsWith("/?")) && (request.method === "GET" || request.method === "HEAD");
+  return (url === "/" || url.startsWith("/?")) && (method === "GET" || method === "HEAD");
 }
 
 const digest = (value: string) => createHash("sha256").update(value).digest();
 
-export function presentedKey(request: FastifyRequest): string | undefined {
-  const header = request.headers["authorization"];
+export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
+  const header = headers["authorization"];
   if (typeof header === "string") {
     const match = /^Bearer\s+(.*)$/i.exec(header.trim());
     if (match && match[1]) return match[1].trim();
   }
-  const apiKey = request.headers["x-api-key"];
+  const apiKey = headers["x-api-key"];
   return typeof apiKey === "string" && apiKey.length > 0 ? apiKey : undefined;
 }
 
@@ -38,8 +37,9 @@ export function keyMatches(candidate: string, keys: readonly Buffer[]): boolean 
   return matched;
 }
 
-export function registerAuth(app: FastifyInstance, keys: readonly string[]): void {
-  if (keys.length === 0) return;
+/** The API-key check of a request's headers (undefined: no keys configured, every request passes). */
+export function apiKeyCheck(keys: readonly string[]): ((headers: IncomingHttpHeaders) => GatewayError | undefined) | undefined {
+  if (keys.length === 0) return undefined;
   const digests = keys.map(digest);
   // The verdict per presented string: hashing it costs more than proxying a small request. A lookup
   // tells a caller only whether that exact string was seen before, never how close a guess is, and
@@ -54,22 +54,11 @@ export function registerAuth(app: FastifyInstance, keys: readonly string[]): voi
     }
     return ok;
   };
-  // Callback-style: an async hook costs a promise and a microtask hop on every request.
-  app.addHook("onRequest", (request, _reply, done) => {
-    if (request.method === "OPTIONS" || isLiveness(request)) return done();
-    const candidate = presentedKey(request);
+  return (headers) => {
+    const candidate = presentedKey(headers);
     if (candidate === undefined) {
-      return done(new GatewayError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'."));
+      return new GatewayError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.");
     }
-    if (!matches(candidate)) return done(new GatewayError("invalid_api_key", "Incorrect API key provided."));
-    request.authenticated = true;
-    done();
-  });
-}
-
-declare module "fastify" {
-  interface FastifyRequest {
-    /** True when the request carried a valid API key (only possible when keys are configured). */
-    authenticated: boolean;
-  }
+    return matches(candidate) ? undefined : new GatewayError("invalid_api_key", "Incorrect API key provided.");
+  };
 }

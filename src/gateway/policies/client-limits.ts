@@ -3,15 +3,8 @@
  * address. A slot is taken when the request starts (or is found to stream) and given back when its
  * response closes, however it closes, so counters never leak.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyRequest } from "fastify";
 import { GatewayError } from "../../errors/index.js";
-
-export interface ClientLimitOptions {
-  concurrentRequests: number;
-  streamingConnections: number;
-  exempt(request: FastifyRequest): boolean;
-  onRejected?(request: FastifyRequest, limit: string): void;
-}
 
 export class SlotCounter {
   private readonly counts = new Map<string, number>();
@@ -37,7 +30,7 @@ export class SlotCounter {
 }
 
 // The reference's exact message; a slot frees as soon as one of the client's own requests ends.
-const limited = () => new GatewayError("rate_limit_exceeded", "Rate limit exceeded. Try again in 1 seconds.", { retryAfter: 1 });
+export const slotsExhausted = () => new GatewayError("rate_limit_exceeded", "Rate limit exceeded. Try again in 1 seconds.", { retryAfter: 1 });
 
 /** Streams: OpenAI and LM Studio with `stream: true`; Ollama's chat and generate unless `stream: false`; WebSockets and log tails. */
 export function isStreaming(request: FastifyRequest): boolean {
@@ -49,42 +42,21 @@ export function isStreaming(request: FastifyRequest): boolean {
   return (path === "/api/chat" || path === "/api/generate") && (body === undefined || typeof body !== "object" || body.stream !== false);
 }
 
-/** Gives the slot back when the exchange ends: the response closes, or for a WebSocket the socket does. */
-function onEnd(request: FastifyRequest, release: () => void, raw: { once(event: "close", fn: () => void): unknown }): void {
+/**
+ * Takes one of the client's slots until the exchange ends (the response closes, or for a WebSocket the
+ * socket does); false when the client holds all of them.
+ */
+export function takeSlot(counter: SlotCounter, client: string, request: FastifyRequest, res: { once(event: "close", fn: () => void): unknown }): boolean {
+  if (!counter.tryTake(client)) return false;
   let done = false;
-  const once = () => {
+  const give = () => {
     if (done) return;
     done = true;
-    release();
+    counter.give(client);
   };
-  raw.once("close", once);
-  if (request.headers.upgrade) request.raw.socket.once("close", once);
-}
-
-export function registerClientLimits(app: FastifyInstance, options: ClientLimitOptions): ClientCounters {
-  const requests = new SlotCounter(options.concurrentRequests);
-  const streams = new SlotCounter(options.streamingConnections);
-  /** Takes one of the client's slots until its response ends, or refuses the request for `limit`. */
-  const take = (counter: SlotCounter, limit: string, request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
-    // Fastify works the address out on every read of request.ip.
-    const client = request.ip;
-    if (!counter.tryTake(client)) {
-      options.onRejected?.(request, limit);
-      return done(limited());
-    }
-    onEnd(request, () => counter.give(client), reply.raw);
-    done();
-  };
-  if (options.concurrentRequests > 0) {
-    app.addHook("onRequest", (request, reply, done) => (options.exempt(request) ? done() : take(requests, "concurrent_requests", request, reply, done)));
-  }
-  if (options.streamingConnections > 0) {
-    // After the body is parsed: whether a request streams is in its body.
-    app.addHook("preHandler", (request, reply, done) =>
-      !isStreaming(request) || options.exempt(request) ? done() : take(streams, "streaming_connections", request, reply, done),
-    );
-  }
-  return { requests, streams };
+  res.once("close", give);
+  if (request.headers.upgrade) request.raw.socket.once("close", give);
+  return true;
 }
 
 export interface ClientCounters {

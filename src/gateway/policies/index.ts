@@ -1,21 +1,23 @@
 /**
  * The policies every request of a listener passes before any dialect sees it: API keys, requests per
  * minute, concurrent requests and open streams per client. Registered before the dialects, so every
- * route (present and future) is covered.
+ * route (present and future) is covered; the checks that need no body run in one hook, since each
+ * Fastify hook costs a step of its hook runner on every request.
  */
-import { channel } from "node:diagnostics_channel";
-import rateLimit from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ListenerConfig } from "../../config/schema.js";
+import { publishRateLimitRejection } from "../../events/channels.js";
 import { GatewayError } from "../../errors/index.js";
-import { isLiveness, registerAuth } from "./auth.js";
-import { type ClientCounters, registerClientLimits } from "./client-limits.js";
+import { isLoopback } from "../cors.js";
+import { apiKeyCheck, isLiveness } from "./auth.js";
+import { type ClientCounters, isStreaming, SlotCounter, slotsExhausted, takeSlot } from "./client-limits.js";
+import { RequestWindow } from "./request-window.js";
 
-/** Published on every refusal for a limit, for metrics: `{ listener, limit, client }`. */
-export const rateLimitChannel = channel("llama-runner:rate-limit");
-
-export function isLoopback(ip: string): boolean {
-  return ip.startsWith("127.") || ip === "::1" || ip.startsWith("::ffff:127.");
+declare module "fastify" {
+  interface FastifyRequest {
+    /** True when the request carried a valid API key (only possible when keys are configured). */
+    authenticated: boolean;
+  }
 }
 
 export interface PolicyOptions {
@@ -25,31 +27,48 @@ export interface PolicyOptions {
 }
 
 export function registerPolicies(app: FastifyInstance, { listener, keys, limits }: PolicyOptions): ClientCounters {
-  const exempt = (request: FastifyRequest) =>
-    request.method === "OPTIONS" || isLiveness(request) || (limits.exempt_loopback && isLoopback(request.ip));
-  const rejected = (request: FastifyRequest, limit: string) => {
-    if (rateLimitChannel.hasSubscribers) rateLimitChannel.publish({ listener, limit, client: request.ip });
-  };
+  const authenticate = apiKeyCheck(keys);
+  const perMinute = limits.requests_per_minute > 0 ? new RequestWindow(limits.requests_per_minute) : undefined;
+  const requests = new SlotCounter(limits.concurrent_requests);
+  const streams = new SlotCounter(limits.streaming_connections);
+  const rejected = (client: string, limit: string) => publishRateLimitRejection({ listener, limit, client });
 
-  registerAuth(app, keys);
-  if (limits.requests_per_minute > 0) {
-    void app.register(rateLimit, {
-      global: true,
-      hook: "onRequest",
-      max: limits.requests_per_minute,
-      timeWindow: 60_000,
-      allowList: (request) => exempt(request),
-      onExceeded: (request) => rejected(request, "requests_per_minute"),
-      errorResponseBuilder: (_request, context) => {
-        const seconds = Math.max(1, Math.ceil(context.ttl / 1000));
-        return new GatewayError("rate_limit_exceeded", `Rate limit exceeded. Try again in ${seconds} seconds.`, { retryAfter: seconds });
-      },
+  // Callback-style: an async hook costs a promise and a microtask hop on every request.
+  app.addHook("onRequest", (request, reply, done) => {
+    // Preflights and liveness probes pass every policy.
+    if (request.method === "OPTIONS" || isLiveness(request.method, request.url)) return done();
+    if (authenticate) {
+      const refused = authenticate(request.headers);
+      if (refused) return done(refused);
+      request.authenticated = true;
+    }
+    // Fastify works the address out on every read of request.ip.
+    const client = request.ip;
+    if (limits.exempt_loopback && isLoopback(client)) return done();
+    if (perMinute) {
+      const wait = perMinute.take(client);
+      if (wait > 0) {
+        rejected(client, "requests_per_minute");
+        return done(new GatewayError("rate_limit_exceeded", `Rate limit exceeded. Try again in ${wait} seconds.`, { retryAfter: wait }));
+      }
+    }
+    if (requests.limit > 0 && !takeSlot(requests, client, request, reply.raw)) {
+      rejected(client, "concurrent_requests");
+      return done(slotsExhausted());
+    }
+    done();
+  });
+
+  if (streams.limit > 0) {
+    const exempt = (request: FastifyRequest) => request.method === "OPTIONS" || isLiveness(request.method, request.url) || (limits.exempt_loopback && isLoopback(request.ip));
+    // After the body is parsed: whether a request streams is in its body.
+    app.addHook("preHandler", (request, reply, done) => {
+      if (!isStreaming(request) || exempt(request)) return done();
+      const client = request.ip;
+      if (takeSlot(streams, client, request, reply.raw)) return done();
+      rejected(client, "streaming_connections");
+      done(slotsExhausted());
     });
   }
-  return registerClientLimits(app, {
-    concurrentRequests: limits.concurrent_requests,
-    streamingConnections: limits.streaming_connections,
-    exempt,
-    onRejected: rejected,
-  });
+  return { requests, streams };
 }
