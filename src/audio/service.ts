@@ -8,7 +8,7 @@
  */
 import { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { Agent } from "undici";
+import { Agent } from "../upstream/undici.js";
 import type { Catalog, ModelEntry } from "../catalog/catalog.js";
 import { resolveFrom } from "../config/paths.js";
 import { GatewayError, invalidRequest, modelNotFound } from "../errors/index.js";

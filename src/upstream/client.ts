@@ -3,9 +3,10 @@
  * origin, so no request pays for a new connection and backpressure flows end to end. Generation
  * requests pass through the token accounting on their way.
  */
-import { Agent, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import type { Cancellation } from "../lifecycle/cancellation.js";
 import { type Accounted, UpstreamAccounting, type UpstreamObserver } from "./accounting.js";
+import { Agent } from "./undici.js";
 
 export interface UpstreamRequest {
   baseUrl: string;

@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { Agent, request } from "undici";
+import { Agent } from "../../upstream/undici.js";
 import type { Config } from "../../config/schema.js";
 import { ALL_EVENTS, EVENT_NAMES, type EventBus, type EventEnvelope, isEventName } from "../../events/bus.js";
 import { GatewayError } from "../../errors/index.js";
@@ -277,8 +277,10 @@ export class WebhookService {
     let statusCode: number | null = null;
     let error: string | null = null;
     try {
-      const response = await request(webhook.url, {
-        dispatcher: this.agent,
+      const url = new URL(webhook.url);
+      const response = await this.agent.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
         method: "POST",
         body: delivery.payload,
         signal,
