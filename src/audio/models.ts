@@ -210,6 +210,8 @@ export async function describeAudioModels(config: Config, configDir: string): Pr
       preload: model.preload,
       auto_start: true,
       memory: model.memory ?? estimateWhisperBytes(header?.sizeBytes ?? 0),
+      // The whisper runner transcribes one file at a time and refuses a second: requests wait in the gateway.
+      queue_ahead: 0,
     };
   }
   return { catalogConfigs, models, problems };

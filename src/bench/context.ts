@@ -161,7 +161,8 @@ export interface GatewayTarget extends Target {
 
 /**
  * The gateway with `upstream` as a `url` model: validation, routing, the scheduler's slot limit and
- * queue all on, as a user runs it. `parallel` is the backend's slot count (the gateway's admission limit).
+ * queue all on, as a user runs it. `parallel` is the backend's slot count; the gateway admits that many
+ * plus its default `queue_ahead` (as many again).
  */
 export async function startGatewayTarget(
   ctx: Ctx,

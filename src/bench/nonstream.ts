@@ -90,8 +90,8 @@ export async function measureLoad(ctx: Ctx, upstream: Upstream, targets: Target[
 export async function nonStreaming(ctx: Ctx, kind: "fake" | "llama-server"): Promise<NonStreamResult> {
   const notes: string[] = [];
   const upstream = kind === "fake" ? await startFake(ctx) : await startLlamaServer(ctx);
-  // The gateway admits as many requests at once as the backend has slots (llama-server: --parallel 4),
-  // as it does for a llama-runtimes model; the fake has no slots, so it is not limited.
+  // The model is configured with the backend's slots (llama-server: --parallel 4), as for a llama-runtimes
+  // model, and the default queue_ahead; the fake has no slots, so it is not limited.
   const parallel = kind === "fake" ? 256 : 4;
   const targets: Target[] = [directTarget(upstream)];
   try {

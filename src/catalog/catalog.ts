@@ -36,6 +36,8 @@ export interface ModelEntry {
   autoStart: boolean;
   /** Configured memory need in bytes, overriding the GGUF estimate. */
   memoryBytes: number | undefined;
+  /** Configured requests sent beyond the backend's slots (undefined: the runtime's default). */
+  queueAhead: number | undefined;
   /** Unix seconds: the file's modification time. */
   created: number;
   gguf: GgufSummary | undefined;
@@ -186,6 +188,7 @@ async function describe(
     preload: model?.preload ?? false,
     autoStart: model?.auto_start ?? true,
     memoryBytes: model?.memory,
+    queueAhead: model?.queue_ahead,
     created: 0,
     gguf: undefined,
     error: undefined,

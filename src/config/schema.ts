@@ -87,6 +87,11 @@ export const modelConfigSchema = z
     auto_start: z.boolean().default(true),
     /** Memory this model needs, overriding the estimate from its GGUF header. */
     memory: byteSize.optional(),
+    /**
+     * Requests sent to the backend beyond its parallel slots, to wait in its own queue; default: as many as
+     * the slots (0 for `command` backends, which may refuse work when busy).
+     */
+    queue_ahead: z.number().int().min(0).optional(),
   })
   .superRefine((model, ctx) => {
     if (model.runtime === "url" && !model.url) ctx.addIssue({ code: "custom", path: ["url"], message: "required when runtime is 'url'" });

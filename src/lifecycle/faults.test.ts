@@ -405,6 +405,31 @@ test("queue bound: beyond max_queue waiting requests get 503 with Retry-After", 
   }
 });
 
+test("queue ahead: a backend gets its slots plus queue_ahead requests at once; the rest wait in the gateway", { timeout: 20_000 }, async () => {
+  const slow = "--chunks 10 --chunk-delay-ms 100";
+  const gw = await gateway({
+    models: {
+      // A command backend's default is 0: it may refuse work beyond its slots.
+      plain: fake("ahead-plain", slow, { parameters: { parallel: 1 } }),
+      ahead: fake("ahead-2", slow, { parameters: { parallel: 1 }, queue_ahead: 2 }),
+    },
+  });
+  const { lifecycle } = gw.app;
+  for (const model of ["plain", "ahead"]) {
+    const responses = Array.from({ length: 4 }, () => chat(gw.lmstudio, model, { stream: true }));
+    const admitted = model === "plain" ? 1 : 3;
+    assert.ok(
+      await waitFor(() => lifecycle.status(model).inFlight === admitted && (lifecycle.queueDepth().get(model) ?? 0) === 4 - admitted, 5000),
+      `${model}: in flight ${lifecycle.status(model).inFlight}, waiting ${lifecycle.queueDepth().get(model) ?? 0}`,
+    );
+    for (const res of await Promise.all(responses)) {
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /\[DONE\]/);
+    }
+    assert.equal(lifecycle.status(model).inFlight, 0);
+  }
+});
+
 test("memory budget: a model larger than the whole budget is refused with 400 naming budget and estimate", { timeout: 20_000 }, async () => {
   const gw = await gateway({ memory_budget: "100MiB", models: { m: fake("memory", "", { memory: "1GiB" }) } });
   const seen = record(gw);

@@ -10,7 +10,7 @@ import type { Config } from "../config/schema.js";
 import { GatewayError } from "../errors/index.js";
 import type { EventBus } from "../events/bus.js";
 import { type Cancellation, onCancel } from "./cancellation.js";
-import { estimateMemoryBytes, parallelSlots } from "./memory.js";
+import { admissionLimit, estimateMemoryBytes } from "./memory.js";
 import { initialState, type SchedulerContext, step } from "./scheduler/scheduler.js";
 import type { Effect, SchedulerEvent, StopReason } from "./scheduler/types.js";
 import { Supervisor } from "./supervisor.js";
@@ -86,7 +86,7 @@ export class Lifecycle {
         const entry = catalog.get(id);
         const ttl = entry?.ttlSeconds ?? config.ttl;
         return {
-          parallel: entry ? parallelSlots(entry) : 1,
+          parallel: entry ? admissionLimit(entry) : 1,
           ttlMs: ttl > 0 ? ttl * 1000 : null,
           pinned: entry?.pinned ?? false,
           estimateBytes: entry ? estimateMemoryBytes(entry) : 0,

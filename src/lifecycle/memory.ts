@@ -21,6 +21,19 @@ export function parallelSlots(entry: ModelEntry): number {
   return Number.isInteger(configured) && configured > 0 ? configured : 1;
 }
 
+/**
+ * Requests the gateway lets one backend have at once: its slots plus `queue_ahead` more that wait in the
+ * backend's own queue. A request that waits there starts the moment a slot frees, in the same step as the
+ * others that do: with the gateway admitting only as many as the slots, each freed slot stayed empty for
+ * a round trip through the gateway, llama-server batched fewer prompts and spent ~12% more CPU per request
+ * (bench, llama-server with 4 slots at 16 and 64 clients: 0.76×/0.79× of nginx's requests/s with 4
+ * admitted, 0.87×/0.90× with 8).
+ */
+export function admissionLimit(entry: ModelEntry): number {
+  const slots = parallelSlots(entry);
+  return slots + (entry.queueAhead ?? (entry.runtime === "command" ? 0 : slots));
+}
+
 export function estimateMemoryBytes(entry: ModelEntry): number {
   if (entry.memoryBytes !== undefined) return entry.memoryBytes;
   const gguf = entry.gguf;

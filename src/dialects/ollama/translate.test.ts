@@ -31,6 +31,7 @@ function entry(overrides: Partial<ModelEntry> = {}, flat: Record<string, string 
     pinned: false,
     preload: false,
     memoryBytes: undefined,
+    queueAhead: undefined,
     created: 1_700_000_000,
     gguf: {
       architecture: "qwen2",

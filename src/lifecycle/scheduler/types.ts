@@ -7,7 +7,7 @@ export type StopReason = "ttl" | "evicted" | "requested" | "crashed" | "shutdown
 export type RequestId = number;
 
 export interface ModelPolicy {
-  /** Requests one backend serves at once (its parallel slots). */
+  /** Requests one backend is given at once (its parallel slots, plus those it may queue itself). */
   parallel: number;
   /** Idle time before unloading, in ms; null = never. */
   ttlMs: number | null;
