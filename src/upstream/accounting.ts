@@ -29,16 +29,18 @@ const CONTENT = Buffer.from('"content":"');
 const TEXT = Buffer.from('"text":"');
 const QUOTE = 0x22;
 
-/** Occurrences of `"content":"X` / `"text":"X` with X not a closing quote: streamed pieces that carry text. */
-function countContent(chunk: Buffer): number {
+/**
+ * Occurrences of `needle` followed by something other than a closing quote: streamed pieces that carry
+ * text. One needle per endpoint (chat deltas carry `"content":"`, completions `"text":"`), so a chunk is
+ * scanned once.
+ */
+function countContent(chunk: Buffer, needle: Buffer): number {
   let n = 0;
-  for (const needle of [CONTENT, TEXT]) {
-    let at = chunk.indexOf(needle);
-    while (at !== -1) {
-      const next = at + needle.length;
-      if (next < chunk.length && chunk[next] !== QUOTE) n++;
-      at = chunk.indexOf(needle, next);
-    }
+  let at = chunk.indexOf(needle);
+  while (at !== -1) {
+    const next = at + needle.length;
+    if (next < chunk.length && chunk[next] !== QUOTE) n++;
+    at = chunk.indexOf(needle, next);
   }
   return n;
 }
@@ -88,6 +90,7 @@ class AccountingHandler implements Dispatcher.DispatchHandler {
     private readonly model: string,
     private readonly count: (status: number | "error") => void,
     private readonly observer: UpstreamObserver,
+    private readonly contentNeedle: Buffer,
   ) {}
 
   onConnect(abort: (err?: Error) => void): void {
@@ -103,7 +106,7 @@ class AccountingHandler implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     if (this.status < 400) {
       if (this.tail.length === 0 && this.contentEvents === 0) this.streaming = startsLikeSse(chunk);
-      if (this.streaming) this.contentEvents += countContent(chunk);
+      if (this.streaming) this.contentEvents += countContent(chunk, this.contentNeedle);
       this.tail.push(chunk);
       if (this.tail.length > TAIL_CHUNKS) this.tail.shift();
     }
@@ -142,6 +145,6 @@ export class UpstreamAccounting {
       counters = { chat: this.observer.responseCounter(model, "chat"), completions: this.observer.responseCounter(model, "completions") };
       this.counters.set(model, counters);
     }
-    return new AccountingHandler(handler, model, counters[endpoint], this.observer);
+    return new AccountingHandler(handler, model, counters[endpoint], this.observer, endpoint === "chat" ? CONTENT : TEXT);
   }
 }
