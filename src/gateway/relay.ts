@@ -61,7 +61,10 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly resolve: () => void,
     private readonly reject: (error: Error) => void,
   ) {
-    options.res.once("close", this.onClientClose);
+    // A client that left while its request waited for a backend has already closed: the backend request
+    // is aborted as soon as it starts.
+    if (options.res.destroyed) this.clientGone = true;
+    else options.res.once("close", this.onClientClose);
   }
 
   onConnect(abort: (error?: Error) => void): void {
