@@ -5,6 +5,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
+import { writeWithBackpressure } from "./backpressure.js";
 
 export interface RelayOptions {
   /** The client's response; nothing is written to it before the backend's status is known. */
@@ -52,7 +53,6 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   private started = false;
   private streaming = false;
   private clientGone = false;
-  private stallTimer: NodeJS.Timeout | undefined;
   private settled = false;
 
   constructor(
@@ -90,9 +90,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     const { res } = this.options;
     // The client is gone: its 'close' aborts the backend request.
     if (res.destroyed) return true;
-    if (res.write(chunk)) return true;
-    res.once("drain", this.onDrain);
-    this.stallTimer = setTimeout(this.onStall, this.options.stallMs);
+    // A full socket pauses the backend's; a client that stays unread past stallMs is cut off there.
+    const full = writeWithBackpressure(res, chunk, this.options.stallMs);
+    if (!full) return true;
+    void full.then(() => {
+      if (!res.destroyed && !this.settled) this.resumeUpstream?.();
+    });
     return false;
   }
 
@@ -112,16 +115,6 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.settle();
   }
 
-  private readonly onDrain = () => {
-    clearTimeout(this.stallTimer);
-    this.resumeUpstream?.();
-  };
-
-  private readonly onStall = () => {
-    this.options.res.off("drain", this.onDrain);
-    this.options.res.destroy(new Error(`the client read nothing for ${Math.round(this.options.stallMs / 1000)} s`));
-  };
-
   private readonly onClientClose = () => {
     if (this.options.res.writableFinished) return;
     this.clientGone = true;
@@ -131,9 +124,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   private settle(error?: Error): void {
     if (this.settled) return;
     this.settled = true;
-    clearTimeout(this.stallTimer);
     this.options.res.off("close", this.onClientClose);
-    this.options.res.off("drain", this.onDrain);
     if (error) this.reject(error);
     else this.resolve();
   }

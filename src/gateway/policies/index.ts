@@ -32,11 +32,13 @@ export function registerPolicies(app: FastifyInstance, { listener, keys, limits 
   const requests = new SlotCounter(limits.concurrent_requests);
   const streams = new SlotCounter(limits.streaming_connections);
   const rejected = (client: string, limit: string) => publishRateLimitRejection({ listener, limit, client });
+  // Preflights and liveness probes pass every policy.
+  const open = (request: FastifyRequest) => request.method === "OPTIONS" || isLiveness(request.method, request.url);
+  const unlimited = (client: string) => limits.exempt_loopback && isLoopback(client);
 
   // Callback-style: an async hook costs a promise and a microtask hop on every request.
   app.addHook("onRequest", (request, reply, done) => {
-    // Preflights and liveness probes pass every policy.
-    if (request.method === "OPTIONS" || isLiveness(request.method, request.url)) return done();
+    if (open(request)) return done();
     if (authenticate) {
       const refused = authenticate(request.headers);
       if (refused) return done(refused);
@@ -44,7 +46,7 @@ export function registerPolicies(app: FastifyInstance, { listener, keys, limits 
     }
     // Fastify works the address out on every read of request.ip.
     const client = request.ip;
-    if (limits.exempt_loopback && isLoopback(client)) return done();
+    if (unlimited(client)) return done();
     if (perMinute) {
       const wait = perMinute.take(client);
       if (wait > 0) {
@@ -60,11 +62,11 @@ export function registerPolicies(app: FastifyInstance, { listener, keys, limits 
   });
 
   if (streams.limit > 0) {
-    const exempt = (request: FastifyRequest) => request.method === "OPTIONS" || isLiveness(request.method, request.url) || (limits.exempt_loopback && isLoopback(request.ip));
     // After the body is parsed: whether a request streams is in its body.
     app.addHook("preHandler", (request, reply, done) => {
-      if (!isStreaming(request) || exempt(request)) return done();
+      if (!isStreaming(request) || open(request)) return done();
       const client = request.ip;
+      if (unlimited(client)) return done();
       if (takeSlot(streams, client, request, reply.raw)) return done();
       rejected(client, "streaming_connections");
       done(slotsExhausted());
