@@ -13,6 +13,7 @@ import { ensureTinyLlamaGguf } from "./catalog/demo/tiny-llama.js";
 import { ConfigError, loadConfig } from "./config/load.js";
 import type { Config, ListenerName } from "./config/schema.js";
 import { EventBus } from "./events/bus.js";
+import { IdleHeapCollector } from "./gateway/idle-heap.js";
 import { InferenceService } from "./gateway/inference.js";
 import { LogHub } from "./gateway/logs/hub.js";
 import { GatewayMetrics } from "./gateway/metrics/metrics.js";
@@ -44,6 +45,7 @@ export interface App {
   webhooks: WebhookService;
   metrics: GatewayMetrics;
   logs: LogHub;
+  idleHeap: IdleHeapCollector;
   listeners: Map<ListenerName, FastifyInstance>;
   /** Starts every enabled listener; returns the address each one bound. */
   listen(): Promise<Map<ListenerName, { host: string; port: number }>>;
@@ -101,6 +103,7 @@ export async function buildApp({ configFile, home, logger = createLogger(), env 
   });
   webhooks.start();
   logs.start();
+  const idleHeap = new IdleHeapCollector({ idleMs: config.heap.idle_collect_s * 1000, busy: () => lifecycle.busy(), logger });
   const listeners = new Map<ListenerName, FastifyInstance>();
   const bound = new Map<ListenerName, { host: string; port: number }>();
   const proxies = () =>
@@ -127,6 +130,7 @@ export async function buildApp({ configFile, home, logger = createLogger(), env 
     webhooks,
     metrics,
     logs,
+    idleHeap,
     listeners,
     async listen() {
       for (const [name, app] of listeners) {
@@ -156,6 +160,7 @@ export async function buildApp({ configFile, home, logger = createLogger(), env 
       await webhooks.close();
       metrics.close();
       logs.close();
+      idleHeap.close();
     },
   };
 }

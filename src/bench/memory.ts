@@ -1,17 +1,17 @@
 /**
- * Section 5, memory: the gateway's RSS idle, with many streams open at once, and idle again after
- * each of several rounds of load (streams plus a burst of small requests), to catch growth.
+ * Section 5, memory: RSS idle, with many streams open at once, and idle again after each of several
+ * rounds of load (streams plus a burst of small requests), to catch growth. The gateway is measured,
+ * then the bare Node proxy under the same load: the floor that Node's own HTTP server and client set.
  *
  * "Idle" is after `memorySettleMs` without requests: until V8's memory reducer has run (~8 s after the
  * last activity), the RSS still holds the garbage of start-up or of the last burst, which V8 then gives
- * back. Measured sooner, it is the start-up transient, not what an idle gateway holds.
+ * back. Measured sooner, it is the start-up transient, not what an idle process holds.
  */
-import { chatBody, type Ctx, load, startFake, startGatewayTarget } from "./context.js";
+import { chatBody, type Ctx, load, startBareProxy, startFake, startGatewayTarget, type Target } from "./context.js";
 import { runStreams } from "./streams.js";
 import { median, nowMs, rssBytes, sleep } from "./util.js";
 
-export interface MemoryResult {
-  streams: number;
+export interface MemoryRun {
   /** RSS once settled after start-up (listening, nothing served yet). */
   idleBytes: number;
   /** Peak RSS per round while `streams` streams were open. */
@@ -25,11 +25,28 @@ export interface MemoryResult {
   streamErrors: number;
 }
 
+/** The gateway's figures at the top level (the targets), the bare proxy's beside them. */
+export interface MemoryResult extends MemoryRun {
+  streams: number;
+  bareNode: MemoryRun;
+}
+
 export async function memory(ctx: Ctx): Promise<MemoryResult> {
-  const { sizes } = ctx;
   const upstream = await startFake(ctx);
-  // A realistic catalogue: besides the upstream, a GGUF model (never loaded here) whose header is read at start-up.
-  const target = await startGatewayTarget(ctx, upstream, { parallel: 1024, maxQueue: 1024, name: "memory", extraModels: { "local-gguf": { model_path: ctx.modelPath } } });
+  try {
+    // A realistic catalogue: besides the upstream, a GGUF model (never loaded here) whose header is read at start-up.
+    const gateway = await startGatewayTarget(ctx, upstream, { parallel: 1024, maxQueue: 1024, name: "memory", extraModels: { "local-gguf": { model_path: ctx.modelPath } } });
+    const gatewayRun = await measured(ctx, gateway);
+    const bareNode = await measured(ctx, await startBareProxy(ctx, upstream));
+    return { streams: ctx.sizes.memoryStreams, ...gatewayRun, bareNode };
+  } finally {
+    await upstream.stop();
+  }
+}
+
+/** The rounds against one proxy, which is stopped afterwards. */
+async function measured(ctx: Ctx, target: Target): Promise<MemoryRun> {
+  const { sizes } = ctx;
   const pid = target.rssPid!;
   try {
     const settled = async () => {
@@ -37,7 +54,7 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
       return median([rssBytes(pid), (await sleep(200), rssBytes(pid)), (await sleep(200), rssBytes(pid))]);
     };
     const idleBytes = await settled();
-    ctx.log(`  memory: idle ${(idleBytes / 2 ** 20).toFixed(1)} MB`);
+    ctx.log(`  memory ${target.name}: idle ${(idleBytes / 2 ** 20).toFixed(1)} MB`);
     const openPeakBytes: number[] = [];
     const afterRoundBytes: number[] = [];
     let streamErrors = 0;
@@ -59,15 +76,14 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
       });
       clearInterval(sampler);
       streamErrors += r.errors;
-      if (Number.isNaN(openAt)) ctx.log(`  memory: not all ${sizes.memoryStreams} streams were open at once (errors ${r.errors})`);
+      if (Number.isNaN(openAt)) ctx.log(`  memory ${target.name}: not all ${sizes.memoryStreams} streams were open at once (errors ${r.errors})`);
       await load(ctx, { url: `${target.url}/v1/chat/completions`, body: chatBody(), connections: 64, durationS: sizes.quick ? 1 : 2 });
       const after = await settled();
       openPeakBytes.push(peak);
       afterRoundBytes.push(after);
-      ctx.log(`  memory round ${round + 1}: ${sizes.memoryStreams} open streams peak ${(peak / 2 ** 20).toFixed(1)} MB, idle after ${(after / 2 ** 20).toFixed(1)} MB, errors ${r.errors}`);
+      ctx.log(`  memory ${target.name} round ${round + 1}: ${sizes.memoryStreams} open streams peak ${(peak / 2 ** 20).toFixed(1)} MB, idle after ${(after / 2 ** 20).toFixed(1)} MB, errors ${r.errors}`);
     }
     return {
-      streams: sizes.memoryStreams,
       idleBytes,
       openPeakBytes,
       afterRoundBytes,
@@ -77,6 +93,5 @@ export async function memory(ctx: Ctx): Promise<MemoryResult> {
     };
   } finally {
     await target.stop();
-    await upstream.stop();
   }
 }

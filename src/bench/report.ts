@@ -232,11 +232,16 @@ export function renderMarkdown(r: BenchResults): { full: string; targets: string
   const mem = r.memory;
   if (mem) {
     body.push(
-      "### 5. Gateway memory (RSS)",
+      "### 5. Memory (RSS): the gateway, and the bare Node proxy under the same load",
       "",
-      `| idle | ${mem.streams} streams open (peak per round) | idle after each round |`,
-      "|---:|---:|---:|",
-      `| ${fmt.mb(mem.idleBytes)} | ${mem.openPeakBytes.map(fmt.mb).join(", ")} | ${mem.afterRoundBytes.map(fmt.mb).join(", ")} |`,
+      `| proxy | idle | ${mem.streams} streams open (peak per round) | idle after each round | growth |`,
+      "|---|---:|---:|---:|---:|",
+      ...(
+        [
+          ["gateway", mem],
+          ["bare-node", mem.bareNode],
+        ] as const
+      ).map(([name, run]) => `| ${name} | ${fmt.mb(run.idleBytes)} | ${run.openPeakBytes.map(fmt.mb).join(", ")} | ${run.afterRoundBytes.map(fmt.mb).join(", ")} | ${fmt.mb(run.growthBytes)} |`),
       "",
     );
   }

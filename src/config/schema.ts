@@ -236,6 +236,13 @@ export const configSchema = z.strictObject({
       buffer_lines: z.number().int().min(10).default(1000),
     })
     .prefault({}),
+  /** The gateway's own heap (src/gateway/idle-heap.ts). */
+  heap: z
+    .strictObject({
+      /** Seconds without requests after which a heap grown by a busy spell is collected and given back; 0 = never. */
+      idle_collect_s: z.number().min(0).default(8),
+    })
+    .prefault({}),
   /** Create and serve a tiny random-weight demo model when no model is configured or discovered. */
   demo_model: z.boolean().default(true),
 }).superRefine((config, ctx) => {

@@ -164,6 +164,11 @@ export class Lifecycle {
     return depth;
   }
 
+  /** Whether any request holds a backend or waits for one. */
+  busy(): boolean {
+    return this.waiters.size > 0 || this.state.granted.size > 0;
+  }
+
   /** Last lines a model's backend printed (empty when it never ran in this gateway). */
   logTail(id: string, lines?: number): string[] {
     return this.supervisors.get(id)?.logTail(lines) ?? [];
