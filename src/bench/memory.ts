@@ -14,8 +14,10 @@ import { median, nowMs, rssBytes, sleep } from "./util.js";
 export interface MemoryRun {
   /** RSS once settled after start-up (listening, nothing served yet). */
   idleBytes: number;
-  /** Peak RSS per round while `streams` streams were open. */
+  /** Peak RSS per round while `streams` streams were open (their opening burst included). */
   openPeakBytes: number[];
+  /** Median RSS per round over the first half of the time all streams were open: the streams' own cost, without the burst's transients. */
+  openSteadyBytes: number[];
   /** RSS after each round, once settled again. */
   afterRoundBytes: number[];
   /** Max open-streams peak over the rounds. */
@@ -56,14 +58,22 @@ async function measured(ctx: Ctx, target: Target): Promise<MemoryRun> {
     const idleBytes = await settled();
     ctx.log(`  memory ${target.name}: idle ${(idleBytes / 2 ** 20).toFixed(1)} MB`);
     const openPeakBytes: number[] = [];
+    const openSteadyBytes: number[] = [];
     const afterRoundBytes: number[] = [];
     let streamErrors = 0;
     // Each stream lasts ~2 s (quick: ~0.5 s): a chunk every 50 ms.
-    const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Hello" }], stream: true, max_tokens: sizes.quick ? 10 : 40, x_delay_ms: 50 });
+    const tokens = sizes.quick ? 10 : 40;
+    const streamMs = tokens * 50;
+    const body = JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Hello" }], stream: true, max_tokens: tokens, x_delay_ms: 50 });
     for (let round = 0; round < sizes.memoryRounds; round++) {
       let peak = 0;
       let openAt = NaN;
-      const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 50);
+      const samples: { at: number; bytes: number }[] = [];
+      const sampler = setInterval(() => {
+        const bytes = rssBytes(pid);
+        peak = Math.max(peak, bytes);
+        samples.push({ at: nowMs(), bytes });
+      }, 50);
       const r = await runStreams({
         url: `${target.url}/v1/chat/completions`,
         body,
@@ -79,13 +89,18 @@ async function measured(ctx: Ctx, target: Target): Promise<MemoryRun> {
       if (Number.isNaN(openAt)) ctx.log(`  memory ${target.name}: not all ${sizes.memoryStreams} streams were open at once (errors ${r.errors})`);
       await load(ctx, { url: `${target.url}/v1/chat/completions`, body: chatBody(), connections: 64, durationS: sizes.quick ? 1 : 2 });
       const after = await settled();
+      const steady = samples.filter((x) => x.at >= openAt && x.at <= openAt + streamMs / 2).map((x) => x.bytes);
       openPeakBytes.push(peak);
+      openSteadyBytes.push(steady.length > 0 ? median(steady) : NaN);
       afterRoundBytes.push(after);
-      ctx.log(`  memory ${target.name} round ${round + 1}: ${sizes.memoryStreams} open streams peak ${(peak / 2 ** 20).toFixed(1)} MB, idle after ${(after / 2 ** 20).toFixed(1)} MB, errors ${r.errors}`);
+      ctx.log(
+        `  memory ${target.name} round ${round + 1}: ${sizes.memoryStreams} open streams peak ${(peak / 2 ** 20).toFixed(1)} MB, steady ${((openSteadyBytes.at(-1) ?? NaN) / 2 ** 20).toFixed(1)} MB, idle after ${(after / 2 ** 20).toFixed(1)} MB, errors ${r.errors}`,
+      );
     }
     return {
       idleBytes,
       openPeakBytes,
+      openSteadyBytes,
       afterRoundBytes,
       maxOpenBytes: Math.max(...openPeakBytes),
       growthBytes: (afterRoundBytes.at(-1) ?? NaN) - (afterRoundBytes[0] ?? NaN),

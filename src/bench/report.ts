@@ -234,14 +234,14 @@ export function renderMarkdown(r: BenchResults): { full: string; targets: string
     body.push(
       "### 5. Memory (RSS): the gateway, and the bare Node proxy under the same load",
       "",
-      `| proxy | idle | ${mem.streams} streams open (peak per round) | idle after each round | growth |`,
-      "|---|---:|---:|---:|---:|",
+      `| proxy | idle | ${mem.streams} streams open: peak per round | open: steady (median while all open) | idle after each round | growth |`,
+      "|---|---:|---:|---:|---:|---:|",
       ...(
         [
           ["gateway", mem],
           ["bare-node", mem.bareNode],
         ] as const
-      ).map(([name, run]) => `| ${name} | ${fmt.mb(run.idleBytes)} | ${run.openPeakBytes.map(fmt.mb).join(", ")} | ${run.afterRoundBytes.map(fmt.mb).join(", ")} | ${fmt.mb(run.growthBytes)} |`),
+      ).map(([name, run]) => `| ${name} | ${fmt.mb(run.idleBytes)} | ${run.openPeakBytes.map(fmt.mb).join(", ")} | ${run.openSteadyBytes.map(fmt.mb).join(", ")} | ${run.afterRoundBytes.map(fmt.mb).join(", ")} | ${fmt.mb(run.growthBytes)} |`),
       "",
     );
   }
