@@ -28,8 +28,9 @@ export interface Sizes {
   memoryStreams: number;
   memoryRounds: number;
   /**
-   * How long the gateway is left without requests before its RSS counts as idle: V8 gives back the
-   * garbage of start-up or of a burst only when its memory reducer runs, ~8 s after the last activity.
+   * How long a proxy is left without requests before its RSS counts as idle: the garbage of start-up
+   * or of a burst is given back only by the gateway's idle collection (or, for the bare proxy, by
+   * V8's memory reducer, when a full GC has armed it, ~8 s after the last activity).
    */
   memorySettleMs: number;
   backendTokens: number;
@@ -52,7 +53,8 @@ export const FULL: Sizes = {
   swapRequestsPerClient: 8,
   memoryStreams: 200,
   memoryRounds: 4,
-  memorySettleMs: 12_000,
+  // The gateway's idle collection runs 30–32 s after the last request (heap.idle_collect_s, checked every 2 s).
+  memorySettleMs: 34_000,
   backendTokens: 128,
 };
 

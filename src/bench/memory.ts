@@ -3,9 +3,9 @@
  * rounds of load (streams plus a burst of small requests), to catch growth. The gateway is measured,
  * then the bare Node proxy under the same load: the floor that Node's own HTTP server and client set.
  *
- * "Idle" is after `memorySettleMs` without requests: until V8's memory reducer has run (~8 s after the
- * last activity), the RSS still holds the garbage of start-up or of the last burst, which V8 then gives
- * back. Measured sooner, it is the start-up transient, not what an idle process holds.
+ * "Idle" is after `memorySettleMs` without requests: until the gateway's idle collection has run (30 s
+ * after the last request by default), the RSS still holds the garbage of start-up or of the last
+ * burst. Measured sooner, it is that transient, not what an idle process holds.
  */
 import { chatBody, type Ctx, load, startBareProxy, startFake, startGatewayTarget, type Target } from "./context.js";
 import { runStreams } from "./streams.js";

@@ -239,8 +239,8 @@ export const configSchema = z.strictObject({
   /** The gateway's own heap (src/gateway/idle-heap.ts). */
   heap: z
     .strictObject({
-      /** Seconds without requests after which a heap grown by a busy spell is collected and given back; 0 = never. */
-      idle_collect_s: z.number().min(0).default(8),
+      /** Seconds without requests after which a heap grown by a busy spell is collected and given back; 0 = never (src/gateway/idle-heap.ts says why not sooner). */
+      idle_collect_s: z.number().min(0).default(30),
     })
     .prefault({}),
   /** Create and serve a tiny random-weight demo model when no model is configured or discovered. */
