@@ -19,7 +19,7 @@
  * back. So the default idle time is long (30 s): a gap that rarely splits a heavy burst, while one LLM
  * request after such a gap costs the gateway a few ms more at most.
  */
-import { Session } from "node:inspector";
+import type { Session } from "node:inspector";
 import { performance, type EventLoopUtilization } from "node:perf_hooks";
 import { getHeapStatistics } from "node:v8";
 import type { Logger } from "pino";
@@ -100,21 +100,22 @@ export class IdleHeapCollector {
     this.lastLoop = loop;
     const { idleForMs, collect } = checkIdle(this.state, check, this.options.idleMs);
     this.state = { ...this.state, idleForMs };
-    if (collect) this.collect(check.heapBytes);
+    if (collect) void this.collect(check.heapBytes);
   }
 
-  private collect(before: number): void {
+  private async collect(before: number): Promise<void> {
+    this.collecting = true;
     let session: Session;
     try {
+      // Imported when first needed: in a Node built without the inspector, importing it throws.
+      const { Session } = await import("node:inspector");
       session = new Session();
       session.connect();
     } catch (error) {
-      // A Node built without the inspector: nothing to do but say so once.
-      this.options.logger.warn({ err: (error as Error).message }, "idle heap collection unavailable");
+      this.options.logger.warn({ err: (error as Error).message }, "idle heap collection unavailable: the gateway keeps what V8 keeps");
       this.close();
       return;
     }
-    this.collecting = true;
     const started = performance.now();
     session.post("HeapProfiler.collectGarbage", (error) => {
       const after = getHeapStatistics().total_heap_size;
