@@ -13,10 +13,10 @@
  * inspector's `HeapProfiler.collectGarbage`, which is V8's low-memory notification: public API, no
  * process flag). It runs once per busy spell, while no request is waiting on it.
  *
- * It has a price, paid by the next burst: after a low-memory collection V8 serves a saturating load
- * slower for a while (measured on the fake upstream at c=64: the first 3 s at 8.3k instead of 12.5k
- * requests/s, back to normal after ~15 s), and a plain full GC (`gc()`) avoids that but gives no memory
- * back. So the default idle time is long (30 s): a gap that rarely splits a heavy burst, while one LLM
+ * It has a price, paid by the next burst: a low-memory collection throws optimized code away, so V8
+ * serves a saturating load slower until it has re-optimized (measured on the fake upstream at c=64: the
+ * first 3 s at 8.3k instead of 12.5k requests/s, back to normal after ~15 s; ~250 functions optimized
+ * again), and a plain full GC (`gc()`) avoids that but gives no memory back. So the default idle time is long (30 s): a gap that rarely splits a heavy burst, while one LLM
  * request after such a gap costs the gateway a few ms more at most.
  */
 import type { Session } from "node:inspector";
