@@ -3,6 +3,7 @@
  * folder, and starters for the servers under test (upstreams and the proxies in front of them).
  */
 import { join } from "node:path";
+import { defaultConfig } from "../config/schema.js";
 import type { Cores, Tools } from "./env.js";
 import { AUTH_HEADERS, DIST, startGateway, type RunningGateway } from "./gateway.js";
 import { runNodeLoad, runWrk, type LoadResult, type LoadSpec } from "./load.js";
@@ -53,8 +54,8 @@ export const FULL: Sizes = {
   swapRequestsPerClient: 8,
   memoryStreams: 200,
   memoryRounds: 4,
-  // The gateway's idle collection runs 30–32 s after the last request (heap.idle_collect_s, checked every 2 s).
-  memorySettleMs: 34_000,
+  // The gateway's idle collection runs up to 2 s (its check period) after heap.idle_collect_s without requests.
+  memorySettleMs: defaultConfig().heap.idle_collect_s * 1000 + 4_000,
   backendTokens: 128,
 };
 
