@@ -11,6 +11,7 @@
  *   `X-LlamaRunner-Delivery`.
  */
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { Agent } from "../../upstream/undici.js";
@@ -85,7 +86,12 @@ export function validateEvents(value: unknown): string[] {
 }
 
 export class WebhookService {
-  readonly store: WebhookStore;
+  /**
+   * Opened at start when the queue file exists, else by the first registration: a gateway that has never
+   * had a webhook does not load SQLite (its native module and page cache are ~2 MB of idle RSS).
+   */
+  private opened: WebhookStore | undefined;
+  private readonly storePath: string;
   private readonly agent: Agent;
   private readonly webhooks = new Map<string, WebhookRecord>();
   private readonly inFlight = new Map<string, { controller: AbortController; done: Promise<void>; cancelled: boolean }>();
@@ -96,10 +102,15 @@ export class WebhookService {
   private closed = false;
 
   constructor(private readonly options: WebhookServiceOptions) {
-    this.store = new WebhookStore(join(options.home, WEBHOOK_DB_FILE));
+    this.storePath = join(options.home, WEBHOOK_DB_FILE);
     const timeoutMs = options.config.timeout_s * 1000;
     this.agent = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 10_000 });
-    for (const webhook of this.store.webhooks()) this.webhooks.set(webhook.id, webhook);
+    if (existsSync(this.storePath)) for (const webhook of this.store.webhooks()) this.webhooks.set(webhook.id, webhook);
+  }
+
+  private get store(): WebhookStore {
+    this.opened ??= new WebhookStore(this.storePath);
+    return this.opened;
   }
 
   /** Subscribes to the bus and sends what was still pending when the gateway last stopped. */
@@ -164,7 +175,7 @@ export class WebhookService {
   }
 
   pendingTotal(): number {
-    return this.store.pendingTotal();
+    return this.opened?.pendingTotal() ?? 0;
   }
 
   async close(): Promise<void> {
@@ -185,7 +196,7 @@ export class WebhookService {
       await Promise.all(flights.map((f) => f.done));
     }
     await this.agent.destroy().catch(() => {});
-    this.store.close();
+    this.opened?.close();
   }
 
 
@@ -219,9 +230,11 @@ export class WebhookService {
     if (this.closed) return;
     const now = Date.now();
     let next = Number.POSITIVE_INFINITY;
+    // Nothing can be queued before a store exists.
+    if (!this.opened) return;
     let heads: DeliveryRecord[];
     try {
-      heads = this.store.queueHeads();
+      heads = this.opened.queueHeads();
     } catch (error) {
       this.options.logger.error({ err: (error as Error).message }, "could not read the webhook queue");
       return;

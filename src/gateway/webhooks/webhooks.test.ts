@@ -53,7 +53,7 @@ after(async () => {
   for (const home of homes) await removeHome(home);
 });
 
-test("registration: validation in OpenAI's error format, list without secrets, delete, owner-only database", async () => {
+test("registration: validation in OpenAI's error format, list without secrets, delete, an owner-only database made by the first registration", async () => {
   const gw = await gateway();
   const bad: Array<[unknown, string]> = [
     [{ url: "ftp://example.com/hook", events: ["model.started"] }, "url"],
@@ -74,6 +74,10 @@ test("registration: validation in OpenAI's error format, list without secrets, d
     assert.equal(response.body.error.code, "invalid_request");
     if (param !== "body") assert.equal(response.body.error.param, param);
   }
+
+  // Nothing registered yet (the refused registrations above included): no database file.
+  await assert.rejects(stat(join(gw.home, WEBHOOK_DB_FILE)), { code: "ENOENT" });
+  assert.deepEqual((await json<{ data: unknown[] }>(`${gw.lmstudio}/v1/webhooks`)).body.data, []);
 
   const wildcard = await register(gw, ["*"], "http://127.0.0.1:9/all");
   assert.deepEqual(wildcard.events, ["*"]);
