@@ -88,7 +88,7 @@ export function validateEvents(value: unknown): string[] {
 export class WebhookService {
   /**
    * Opened at start when the queue file exists, else by the first registration: a gateway that has never
-   * had a webhook does not load SQLite (its native module and page cache are ~2 MB of idle RSS).
+   * had a webhook does not load SQLite (idle RSS median 76.7 vs 80.6 MB in probes without and with it).
    */
   private opened: WebhookStore | undefined;
   private readonly storePath: string;
@@ -227,11 +227,10 @@ export class WebhookService {
 
   /** Starts every delivery that is due and may go now; sets a timer for the next one that is not due yet. */
   private pump(): void {
-    if (this.closed) return;
+    // Nothing can be queued before a store exists.
+    if (this.closed || !this.opened) return;
     const now = Date.now();
     let next = Number.POSITIVE_INFINITY;
-    // Nothing can be queued before a store exists.
-    if (!this.opened) return;
     let heads: DeliveryRecord[];
     try {
       heads = this.opened.queueHeads();
