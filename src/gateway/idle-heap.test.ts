@@ -10,7 +10,7 @@ import { checkIdle, GROWTH_BYTES, IdleHeapCollector } from "./idle-heap.js";
 const MB = 2 ** 20;
 const quiet = { periodMs: 500, utilization: 0.001, busy: false, heapBytes: 100 * MB };
 
-test("idle time accumulates over quiet checks and restarts with any activity", () => {
+test("idle time accumulates while no request is in flight and restarts with one; a busy event loop only defers the collection", () => {
   let state = { idleForMs: 0, baselineBytes: 20 * MB };
   for (const expected of [500, 1000, 1500]) {
     const r = checkIdle(state, quiet, 2000);
@@ -20,7 +20,9 @@ test("idle time accumulates over quiet checks and restarts with any activity", (
   }
   assert.deepEqual(checkIdle(state, quiet, 2000), { idleForMs: 2000, collect: true });
   assert.equal(checkIdle(state, { ...quiet, busy: true }, 2000).idleForMs, 0, "a request in flight is not idle");
-  assert.equal(checkIdle(state, { ...quiet, utilization: 0.2 }, 2000).idleForMs, 0, "a busy event loop is not idle");
+  const loaded = checkIdle(state, { ...quiet, utilization: 0.2 }, 2000);
+  assert.equal(loaded.collect, false, "no collection while the event loop is busy");
+  assert.equal(loaded.idleForMs, 2000, "but a busy event loop without requests does not restart the idle time");
 });
 
 test("only a heap that grew since the last collection is collected", () => {
