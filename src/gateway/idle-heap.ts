@@ -8,8 +8,8 @@
  * bench the settled RSS went 128 → 183 MB over four rounds of 200 streams and a request burst, while a
  * memory-reducing collection after each round brought it back to 89–90 MB every time.
  *
- * So: when nothing was in flight and the event loop was all but idle for `idleMs`, and the heap has
- * grown by more than GROWTH_BYTES since the last collection, one memory-reducing collection runs (the
+ * So: when nothing has been in flight for `idleMs`, the event loop is all but idle at that check, and the
+ * heap has grown by more than GROWTH_BYTES since the last collection, one memory-reducing collection runs (the
  * inspector's `HeapProfiler.collectGarbage`, which is V8's low-memory notification: public API, no
  * process flag). It runs once per busy spell, while no request is waiting on it.
  *
@@ -27,7 +27,7 @@ import type { Logger } from "pino";
 
 /** Heap growth (committed bytes) that is worth a collection: a burst grows the young generation alone to 16–32 MB. */
 export const GROWTH_BYTES = 16 * 2 ** 20;
-/** Below this share of busy event-loop time a check period counts as idle (the gateway's own timers use ~0.01 %). */
+/** Below this share of busy event-loop time in a check period, a collection that is due may run (the gateway's own timers use ~0.01 %). */
 export const IDLE_UTILIZATION = 0.01;
 
 export interface IdleCheck {
@@ -51,7 +51,7 @@ export interface IdleHeapState {
 export function checkIdle(state: IdleHeapState, check: IdleCheck, idleMs: number): { idleForMs: number; collect: boolean } {
   // Idle time is time without requests. The event loop's load only gates the collection itself: V8's own
   // clean-up after a burst (over 1 % of a 2 s check) used to restart the count, and the collection then
-  // missed whole 34 s pauses (one collection in four rounds of the memory section; four in four since).
+  // missed whole 34 s pauses (one collection in four rounds of a memory probe; four in four since).
   const idleForMs = check.busy ? 0 : state.idleForMs + check.periodMs;
   return { idleForMs, collect: idleForMs >= idleMs && check.utilization < IDLE_UTILIZATION && check.heapBytes - state.baselineBytes > GROWTH_BYTES };
 }
