@@ -1,8 +1,8 @@
 /**
- * The gateway under test, started the way a user starts it: `node dist/cli/main.js serve --config FILE`
- * in its own (pinned) process, its listener port read from its JSON log.
+ * The gateway under test, started the way a user starts it: `llama-runner serve --config FILE` (node with
+ * the flags of the command's `#!` line) in its own (pinned) process, its listener port read from its JSON log.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RunningProxy } from "./nginx.js";
@@ -10,6 +10,17 @@ import { startChild } from "./util.js";
 
 export const DIST = fileURLToPath(new URL("..", import.meta.url));
 export const CLI = join(DIST, "cli", "main.js");
+
+/** The node flags of a script's `#!/usr/bin/env -S node FLAGS` line (none for a plain `node`). */
+export function shebangNodeFlags(source: string): string[] {
+  const line = source.split("\n", 1)[0] ?? "";
+  const match = /^#!\S*env(?: -S)? node((?: --?\S+)*)\s*$/.exec(line);
+  if (!match) throw new Error(`not a node #! line: ${line}`);
+  return match[1]!.split(" ").filter(Boolean);
+}
+
+/** The flags `llama-runner` (and `npm start`) run node with. */
+export const CLI_NODE_FLAGS = shebangNodeFlags(readFileSync(CLI, "utf8"));
 
 /** Every request of the bench carries this key; the gateway under test requires it. */
 export const BENCH_API_KEY = "llama-runner-bench-key";
@@ -32,7 +43,7 @@ export interface GatewayOptions {
   models: Record<string, unknown>;
   extra?: Record<string, unknown>;
   cpus: string | undefined;
-  /** Extra node flags (e.g. --cpu-prof). */
+  /** Node flags besides the command's own (e.g. --cpu-prof). */
   nodeFlags?: string[];
 }
 
@@ -59,7 +70,7 @@ export async function startGateway({ dir, name, models, extra = {}, cpus, nodeFl
       2,
     ),
   );
-  const child = startChild("gateway", process.execPath, [...nodeFlags, CLI, "serve", "--config", configFile], {
+  const child = startChild("gateway", process.execPath, [...CLI_NODE_FLAGS, ...nodeFlags, CLI, "serve", "--config", configFile], {
     cpus,
     cwd: home,
     env: { ...process.env, LLAMA_RUNNER_HOME: home, LLAMA_RUNNER_LOG_LEVEL: "info" },

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
+import { shebangNodeFlags } from "../bench/gateway.js";
 
 const CLI = fileURLToPath(new URL("./main.js", import.meta.url));
 let home: string;
@@ -79,6 +80,20 @@ test("--help works on every command", () => {
   assert.match(root, /LLAMA_RUNNER_HOME/);
   const sub = execFileSync(process.execPath, [CLI, "serve", "--help"], { encoding: "utf8" });
   assert.match(sub, /--config <path>/);
+});
+
+test("`llama-runner` (its #! line) and `npm start` run node with the same flags, and node takes them", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const flags = shebangNodeFlags(await readFile(CLI, "utf8"));
+  assert.ok(flags.length > 0);
+  const pkg = JSON.parse(await readFile(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8")) as { scripts: { start: string } };
+  const start = /node((?: --?\S+)*) dist\/cli\/main\.js serve/.exec(pkg.scripts.start);
+  assert.ok(start, pkg.scripts.start);
+  assert.deepEqual(start[1]!.split(" ").filter(Boolean), flags);
+  const version = execFileSync(process.execPath, [...flags, CLI, "--version"], { encoding: "utf8" });
+  assert.match(version, /\d+\.\d+\.\d+/);
+  assert.throws(() => shebangNodeFlags("#!/bin/sh\n"), /not a node #! line/);
+  assert.deepEqual(shebangNodeFlags("#!/usr/bin/env node\n"), []);
 });
 
 test("a bad config stops start-up with every bad key named and a non-zero exit", async () => {
