@@ -36,12 +36,12 @@ async function measure(ctx: Ctx, backend: BackendRow["backend"]): Promise<Backen
   const t0 = Date.now();
   const child: Child =
     backend === "llama-server"
-      ? startChild("llama-server", ctx.llamaServer!, llamaServerArgs(ctx.modelPath, port, 1), { cpus: ctx.cores.servers })
+      ? startChild("llama-server", ctx.llamaServer!, llamaServerArgs(ctx.modelPath, port, 1), { cpus: ctx.cores.servers, scheduling: "batch" })
       : startChild(
           "embedded",
           process.execPath,
           [join(DIST, "embedded", "main.js"), "--model", ctx.modelPath, "--host", "127.0.0.1", "--port", String(port), "--alias", "bench", "--threads", "1", "--parallel", "1", "--ctx-size", "512"],
-          { cpus: ctx.cores.servers },
+          { cpus: ctx.cores.servers, scheduling: "batch" },
         );
   ctx.running.add(child);
   try {

@@ -42,7 +42,7 @@ export async function coldStart(ctx: Ctx): Promise<ColdStartResult> {
       // The backend alone, polled far finer than the gateway's 50 ms.
       const port = await freePort();
       const t0 = nowMs();
-      const child = startChild("llama-server", llamaServer, llamaServerArgs(ctx.modelPath, port, 4), { cpus: ctx.cores.servers });
+      const child = startChild("llama-server", llamaServer, llamaServerArgs(ctx.modelPath, port, 4), { cpus: ctx.cores.servers, scheduling: "batch" });
       let healthyAt = NaN;
       for (;;) {
         if (child.exited) throw new Error(`llama-server exited while loading:\n${child.tail()}`);

@@ -131,7 +131,7 @@ export function llamaServerArgs(modelPath: string, port: number, parallel = 4): 
 export async function startLlamaServer(ctx: Ctx, parallel = 4): Promise<Upstream> {
   if (!ctx.llamaServer) throw new Error("llama-server is not built (npm run build:llama-server)");
   const port = await freePort();
-  const child = startChild("llama-server", ctx.llamaServer, llamaServerArgs(ctx.modelPath, port, parallel), { cpus: ctx.cores.servers });
+  const child = startChild("llama-server", ctx.llamaServer, llamaServerArgs(ctx.modelPath, port, parallel), { cpus: ctx.cores.servers, scheduling: "batch" });
   const url = `http://127.0.0.1:${port}`;
   await waitHttpOk(`${url}/health`, { child, timeoutMs: 120_000 });
   return track(ctx, { name: "llama-server", url, pid: child.pid, child, stop: () => child.stop() });

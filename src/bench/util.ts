@@ -1,11 +1,13 @@
 /**
  * Small helpers shared by the bench: statistics, /proc readings, pinned child processes, waiting for
- * ports. Nothing here imports product code, so the bench measures the gateway from the outside.
+ * ports. Of the product it imports only how backends are spawned (so the bench's llama-server runs as the
+ * gateway runs it); the gateway itself is measured from the outside.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { type Scheduling, scheduled } from "../runner/scheduling.js";
 
 export { sleep };
 
@@ -208,6 +210,8 @@ export interface SpawnOptions {
   cpus?: string | undefined;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** `batch`: as the gateway runs the backends it spawns (runner/scheduling.ts). Default: normal. */
+  scheduling?: Scheduling;
 }
 
 let setpriv: string | undefined | null = null;
@@ -237,8 +241,9 @@ export function guardedCommand(command: string, args: string[]): [string, string
  * own; setpriv gives it a parent-death signal, so nothing outlives a bench that is killed outright
  * (a test runner's timeout, SIGKILL) — a SIGTERM then stops each server, which stops its own children.
  */
-export function startChild(name: string, command: string, args: string[], { cpus, env, cwd }: SpawnOptions = {}): Child {
-  const guarded = guardedCommand(command, args);
+export function startChild(name: string, command: string, args: string[], { cpus, env, cwd, scheduling = "normal" }: SpawnOptions = {}): Child {
+  const program = scheduled({ command, args }, scheduling);
+  const guarded = guardedCommand(program.command, program.args);
   const [cmd, argv] = cpus === undefined ? guarded : ["taskset", ["-c", cpus, ...guarded.flat()]];
   const proc = spawn(cmd, argv, { env: env ?? process.env, cwd, stdio: ["pipe", "pipe", "pipe"] });
   return new Child(name, proc);

@@ -156,8 +156,10 @@ export const configSchema = z.strictObject({
       load_timeout_s: z.number().positive().default(120),
       /** Seconds between SIGTERM and SIGKILL when a backend is stopped. */
       stop_grace_s: z.number().positive().default(5),
+      /** Linux CPU scheduling of spawned backends: `batch` (SCHED_BATCH, see runner/scheduling.ts) or `normal`. */
+      scheduling: z.enum(["batch", "normal"]).default("batch"),
     })
-    .default({ load_timeout_s: 120, stop_grace_s: 5 }),
+    .default({ load_timeout_s: 120, stop_grace_s: 5, scheduling: "batch" }),
   /** Speech to text (src/audio): whisper.cpp models behind /v1/audio/transcriptions and /v1/audio/translations. */
   audio: z
     .strictObject({

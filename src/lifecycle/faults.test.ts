@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -548,4 +548,27 @@ test("a SIGKILLed gateway leaves no command backend behind: the sh watchdog stop
   assert.ok(await waitFor(() => !alive(stubborn), 7000, 50), `a backend that ignores SIGTERM is SIGKILLed by the watchdog (waited ${Date.now() - killedAt} ms)`);
   const left = () => below.filter((p) => alive(p.pid));
   assert.ok(await waitFor(() => left().length === 0, 7500 - (Date.now() - killedAt), 50), `nothing the gateway started is left: ${JSON.stringify(left())}`);
+});
+
+/** The CPU policy of every thread of `pid` (field 41 of /proc/PID/task/TID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH). */
+async function policies(pid: number): Promise<number[]> {
+  const tids = await readdir(`/proc/${pid}/task`);
+  return Promise.all(tids.map(async (tid) => {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[38]);
+  }));
+}
+
+const hasChrt = process.platform === "linux" && ["/usr/bin/chrt", "/bin/chrt"].some((path) => existsSync(path));
+
+test("backends run under SCHED_BATCH by default, under the normal policy with runner.scheduling: normal", { timeout: 20_000, skip: !hasChrt && "no chrt here" }, async () => {
+  for (const [scheduling, policy] of [["batch", 3], ["normal", 0]] as const) {
+    const gw = await gateway({ runner: { ...RUNNER, scheduling }, models: { m: fake(`sched-${scheduling}`) } });
+    const res = await chat(gw.lmstudio, "m");
+    assert.equal(res.status, 200, await res.clone().text());
+    const pid = gw.app.lifecycle.status("m").pid;
+    assert.ok(pid !== undefined);
+    const seen = await policies(pid);
+    assert.ok(seen.length > 0 && seen.every((p) => p === policy), `${scheduling}: every thread's policy is ${policy}: ${seen.join(",")}`);
+  }
 });

@@ -277,6 +277,7 @@ export class Lifecycle {
         host: this.options.host ?? "127.0.0.1",
         loadTimeoutMs: config.runner.load_timeout_s * 1000,
         stopGraceMs: config.runner.stop_grace_s * 1000,
+        scheduling: config.runner.scheduling,
         logger,
         plan: (listen) => backend.plan(entry, listen),
       });

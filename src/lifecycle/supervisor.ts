@@ -12,6 +12,7 @@ import { waitHealthy } from "../runner/health.js";
 import { freePort } from "../runner/ports.js";
 import { BackendProcess, describeExit, type ExitInfo, type SpawnSpec, withWatchdog } from "../runner/process.js";
 import { groupRssBytes } from "../runner/rss.js";
+import { type Scheduling, scheduled } from "../runner/scheduling.js";
 
 const LOG_TAIL_LINES = 12;
 
@@ -19,6 +20,7 @@ export interface SupervisorOptions {
   host: string;
   loadTimeoutMs: number;
   stopGraceMs: number;
+  scheduling: Scheduling;
   logger: Logger;
   plan(listen: { host: string; port: number }): LaunchPlan;
 }
@@ -66,7 +68,7 @@ export class Supervisor {
     if (plan.ignoredParameters.length > 0) {
       logger.warn({ model: this.entry.id, parameters: plan.ignoredParameters }, "the backend ignores these parameters");
     }
-    const child = BackendProcess.spawn(plan.watchesStdin ? plan.spawn : withWatchdog(plan.spawn));
+    const child = BackendProcess.spawn(scheduled(plan.watchesStdin ? plan.spawn : withWatchdog(plan.spawn), this.options.scheduling));
     this.process = child;
     child.logs.onLine = (line) => publishBackendLog(this.entry.id, line);
     this.port = port;
