@@ -43,10 +43,22 @@ export interface NonStreamResult {
   notes: string[];
 }
 
+const WARM_UP_REQUESTS = 6000;
+const WARM_UP_MAX_S = 40;
+
+async function warmUp(ctx: Ctx, url: string, body: string): Promise<void> {
+  const started = Date.now();
+  for (let served = 0; served < WARM_UP_REQUESTS && Date.now() - started < WARM_UP_MAX_S * 1000; ) {
+    served += (await load(ctx, { url, body, connections: 16, durationS: 2 })).requests;
+  }
+}
+
 export async function measureLoad(ctx: Ctx, upstream: Upstream, targets: Target[], body: string, label: string): Promise<LoadRow[]> {
   const { sizes } = ctx;
-  // Warm-up: JIT, connection pools, llama-server's prompt cache (a quick run has no time for it).
-  if (!sizes.quick) for (const target of targets) await load(ctx, { url: `${target.url}/v1/chat/completions`, body, connections: 16, durationS: 2 });
+  // Warm-up: JIT, connection pools, llama-server's prompt cache (a quick run has no time for it). V8 settles
+  // after some thousands of requests, not seconds: 2 s on the fake, ~30 s at llama-server's ~200 req/s, where
+  // a fixed 2 s left the first repetition's Node proxies at 1.5-2x the CPU per request of the later ones.
+  if (!sizes.quick) for (const target of targets) await warmUp(ctx, `${target.url}/v1/chat/completions`, body);
   const reps = new Map<string, LoadRow["reps"]>();
   const generators = new Map<string, LoadResult["generator"]>();
   // Round-robin over targets inside each repetition, so drifting background load hits all of them alike.

@@ -187,7 +187,7 @@ export function renderMarkdown(r: BenchResults): { full: string; targets: string
     body.push(
       "### 2. Streaming relay",
       "",
-      `One stream of ${st.chunks} chunks (a chunk per ms); ${st.parallelStreams} such streams at once; ${st.pacedStreams} paced streams of ${st.pacedChunks} chunks, one every ${st.pacedDelayMs} ms. ` +
+      `One stream of ${st.chunks} chunks (a chunk per ms); ${st.parallelStreams} such streams at once; ${st.pacedStreams} paced streams of ${st.pacedChunks} chunks, one every ${st.pacedDelayMs} ms, on every path at once. ` +
         "Chunk delay = upstream write → client read, from a CLOCK_MONOTONIC stamp in each chunk; \"added\" is over direct.",
       "",
       "| path | 1 stream: to last chunk | ÷ direct | added delay p50 / p99 | parallel: chunks/s | ÷ nginx | added delay p50 / p99 | CPU µs/chunk | paced: CPU µs/chunk | ÷ nginx | errors / missing |",

@@ -2,7 +2,7 @@
  * Section 2, the streaming relay: 1,000-chunk SSE streams from the fake upstream (a chunk every
  * millisecond, each stamped with its send time) directly, through nginx, the bare Node proxy and the
  * gateway. One stream: time to last chunk and the delay added to each chunk. 64 streams at once:
- * chunks/s and errors. Paced streams (a chunk every 50 ms): the proxy's CPU per chunk.
+ * chunks/s and errors. Paced streams (a chunk every 50 ms), through every path at once: the proxy's CPU per chunk.
  */
 import { addProxyTargets, type Ctx, directTarget, startFake, type Target } from "./context.js";
 import { runStreams } from "./streams.js";
@@ -60,6 +60,7 @@ export async function streaming(ctx: Ctx): Promise<StreamingResult> {
     // Warm-up.
     for (const t of targets) await runStreams({ url: `${t.url}/v1/chat/completions`, body: streamBody(sizes.quick ? 20 : 200, 0), streams: 8 });
     for (let rep = 0; rep < sizes.reps; rep++) {
+      const fastRuns = new Map<string, Omit<Rep, "pacedCpuUsPerChunk" | "pacedUpstreamCpuUsPerChunk" | "pacedErrors" | "pacedLatP50Ms" | "pacedLatP99Ms">>();
       for (const t of targets) {
         const url = `${t.url}/v1/chat/completions`;
         // A single stream is short and noisy: the median of a few runs.
@@ -69,35 +70,45 @@ export async function streaming(ctx: Ctx): Promise<StreamingResult> {
         const p0 = cpuMsOf(t.pids());
         const many = await runStreams({ url, body: fast, streams: sizes.parallelStreams, timeoutMs: 120_000 });
         const manyCpu = cpuMsOf(t.pids()) - p0;
-        const q0 = cpuMsOf(t.pids());
-        const u0 = cpuMs(upstream.pid);
-        const slow = await runStreams({ url, body: paced, streams: sizes.pacedStreams, timeoutMs: 120_000 });
-        const pacedCpu = cpuMsOf(t.pids()) - q0;
-        const pacedUp = cpuMs(upstream.pid) - u0;
-        const r: Rep = {
+        fastRuns.set(t.name, {
           singleTotalMs: one.totalMs[0] ?? NaN,
           singleLatP50Ms: percentile(one.latencyMs, 50),
           singleLatP99Ms: percentile(one.latencyMs, 99),
           parallelChunksPerS: many.chunksPerS,
-          parallelErrors: many.errors,
-          missingChunks: sizes.parallelStreams * sizes.streamChunks - many.chunks + (sizes.streamChunks - one.chunks) + (sizes.pacedStreams * sizes.pacedChunks - slow.chunks),
+          parallelErrors: many.errors + one.errors,
+          missingChunks: sizes.parallelStreams * sizes.streamChunks - many.chunks + (sizes.streamChunks - one.chunks),
           parallelLatP50Ms: percentile(many.latencyMs, 50),
           parallelLatP99Ms: percentile(many.latencyMs, 99),
           parallelCpuUsPerChunk: t.name === "direct" ? NaN : (manyCpu * 1000) / Math.max(1, many.chunks),
-          pacedCpuUsPerChunk: t.name === "direct" ? NaN : (pacedCpu * 1000) / Math.max(1, slow.chunks),
-          pacedUpstreamCpuUsPerChunk: (pacedUp * 1000) / Math.max(1, slow.chunks),
-          pacedErrors: slow.errors,
-          pacedLatP50Ms: percentile(slow.latencyMs, 50),
-          pacedLatP99Ms: percentile(slow.latencyMs, 99),
+        });
+      }
+      // Paced streams through every path at once: a light load (each proxy wakes for a chunk now and then),
+      // whose CPU per chunk drifts with the host from one run to the next by up to 3x for the same proxy
+      // (nginx 18-73 us in four full runs). Run side by side, every proxy sees the same host.
+      const q0 = targets.map((t) => cpuMsOf(t.pids()));
+      const u0 = cpuMs(upstream.pid);
+      const slow = await Promise.all(targets.map((t) => runStreams({ url: `${t.url}/v1/chat/completions`, body: paced, streams: sizes.pacedStreams, timeoutMs: 120_000 })));
+      const q1 = targets.map((t) => cpuMsOf(t.pids()));
+      const pacedUpstreamCpuUsPerChunk = ((cpuMs(upstream.pid) - u0) * 1000) / Math.max(1, slow.reduce((n, r) => n + r.chunks, 0));
+      targets.forEach((t, i) => {
+        const fastRun = fastRuns.get(t.name)!;
+        const run = slow[i]!;
+        const r: Rep = {
+          ...fastRun,
+          missingChunks: fastRun.missingChunks + sizes.pacedStreams * sizes.pacedChunks - run.chunks,
+          pacedCpuUsPerChunk: t.name === "direct" ? NaN : ((q1[i]! - q0[i]!) * 1000) / Math.max(1, run.chunks),
+          pacedUpstreamCpuUsPerChunk,
+          pacedErrors: run.errors,
+          pacedLatP50Ms: percentile(run.latencyMs, 50),
+          pacedLatP99Ms: percentile(run.latencyMs, 99),
         };
-        if (one.errors > 0) r.parallelErrors += one.errors;
         reps.set(t.name, [...(reps.get(t.name) ?? []), r]);
         ctx.log(
           `  stream ${t.name.padEnd(9)} rep ${rep + 1}: 1 stream ${r.singleTotalMs.toFixed(0)} ms (chunk lat p50 ${r.singleLatP50Ms.toFixed(3)} p99 ${r.singleLatP99Ms.toFixed(3)} ms); ` +
-            `${sizes.parallelStreams} streams ${Math.round(r.parallelChunksPerS)} chunks/s, ${many.chunks} chunks, errors ${many.errors}, cpu ${r.parallelCpuUsPerChunk.toFixed(1)} µs/chunk; ` +
-            `paced cpu ${r.pacedCpuUsPerChunk.toFixed(1)} µs/chunk errors ${slow.errors}`,
+            `${sizes.parallelStreams} streams ${Math.round(r.parallelChunksPerS)} chunks/s, errors ${r.parallelErrors}, cpu ${r.parallelCpuUsPerChunk.toFixed(1)} µs/chunk; ` +
+            `paced (all paths at once) cpu ${r.pacedCpuUsPerChunk.toFixed(1)} µs/chunk errors ${run.errors}`,
         );
-      }
+      });
     }
     const rows: StreamRow[] = targets.map((t) => {
       const list = reps.get(t.name) ?? [];
