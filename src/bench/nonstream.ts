@@ -57,7 +57,7 @@ export async function measureLoad(ctx: Ctx, upstream: Upstream, targets: Target[
   const { sizes } = ctx;
   // Warm-up: JIT, connection pools, llama-server's prompt cache (a quick run has no time for it). V8 settles
   // after some thousands of requests, not seconds: 2 s on the fake, ~30 s at llama-server's ~200 req/s, where
-  // a fixed 2 s left the first repetition's Node proxies at 1.5-2x the CPU per request of the later ones.
+  // a fixed 2 s left the first repetition's Node proxies at 1.3-2.2x the CPU per request of the later ones.
   if (!sizes.quick) for (const target of targets) await warmUp(ctx, `${target.url}/v1/chat/completions`, body);
   const reps = new Map<string, LoadRow["reps"]>();
   const generators = new Map<string, LoadResult["generator"]>();
