@@ -24,7 +24,7 @@ export interface StreamRow {
   parallelLatP99Ms: number;
   /** The proxy's CPU per chunk (µs) with N parallel fast streams. */
   parallelCpuUsPerChunk: number;
-  /** Paced streams: the proxy's CPU per chunk (µs), the upstream's, errors. */
+  /** Paced streams (all paths at once): the proxy's CPU per chunk (µs), the upstream's over every path's chunks (the same on each row), errors. */
   pacedCpuUsPerChunk: number;
   pacedUpstreamCpuUsPerChunk: number;
   pacedErrors: number;
